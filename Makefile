@@ -1,0 +1,37 @@
+# One venv, created on demand: `make train` and `make test` each do the set-up alone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: install train test bench quantization flops clean
+
+install: $(STAMP)
+
+# Re-runs only when the package metadata changes; the torch pair is pinned to
+# the builds that this machine's pip serves from local files.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: install
+	$(BIN)/hih-train $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(ARGS)
+
+bench: install
+	$(BIN)/python scripts/bench_codecs.py
+
+quantization: install
+	$(BIN)/hih-quantization $(ARGS)
+
+flops: install
+	$(BIN)/hih-flops $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,40 @@
+"""The codec contract: one object that encodes landmarks to targets and decodes outputs back.
+
+Shapes (B batch, N landmarks, H x W heatmap, h_o x w_o decimal heatmap):
+
+- landmarks: float tensor (B, N, 2), (x, y) in input-image pixels, convention of
+  :mod:`hih` (pixel i covers [i, i + 1)).
+- ``encode(landmarks)`` returns a dict of target tensors. Keys used across the suite:
+  ``"heatmap"`` (B, N, H, W) integer heatmap; ``"decimal"`` (B, N, h_o, w_o);
+  ``"offset"`` (B, N, 2) offset values in heatmap cells; ``"offset_map"`` (B, 2, H, W);
+  ``"offset_mask"`` (B, 1, H, W); ``"weight"`` (B, N) 1 for landmarks inside the input.
+- ``decode(outputs)`` takes a mapping with ``"heatmap"`` (B, N, H, W) and, for codecs
+  with a compensation head, the head's key (``head_key``); returns (B, N, 2) in
+  input-image pixels.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+
+class Codec(ABC):
+    #: Key of the compensation head's output in ``decode``'s input; None for heatmap-only codecs.
+    head_key: str | None = None
+
+    def __init__(self, input_size: int = 256, heatmap_size: int = 64):
+        if input_size % heatmap_size:
+            raise ValueError(f"input_size {input_size} must be a multiple of heatmap_size {heatmap_size}")
+        self.input_size = int(input_size)
+        self.heatmap_size = int(heatmap_size)
+        self.stride = self.input_size // self.heatmap_size
+
+    @abstractmethod
+    def encode(self, landmarks: Tensor) -> dict[str, Tensor]: ...
+
+    @abstractmethod
+    def decode(self, outputs: Mapping[str, Tensor]) -> Tensor: ...
