@@ -25,6 +25,8 @@ from torch import Tensor
 class Codec(ABC):
     #: Key of the compensation head's output in ``decode``'s input; None for heatmap-only codecs.
     head_key: str | None = None
+    #: Keys of the dict ``encode`` returns (targets for the losses plus ``"weight"``).
+    target_keys: tuple[str, ...] = ()
 
     def __init__(self, input_size: int = 256, heatmap_size: int = 64):
         if input_size % heatmap_size:

@@ -1,0 +1,69 @@
+"""Label codecs: encode landmarks to training targets, decode network outputs back to landmarks.
+
+See :mod:`hih.codecs.base` for the contract. ``build_codec(name, **kw)`` maps a method name to a
+configured codec:
+
+========== ======================================== ==========
+name        codec                                    head_key
+========== ======================================== ==========
+baseline    HeatmapCodec(decoder="argmax")           None
+wsm         HeatmapCodec(decoder="wsm")              None
+dark        HeatmapCodec(decoder="dark")             None
+soft_argmax HeatmapCodec(decoder="soft_argmax")      None
+hih         HIHCodec                                 "decimal"
+wov         OffsetValueCodec                         "offset"
+wom         OffsetMapCodec                           "offset_map"
+========== ======================================== ==========
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from hih.codecs.base import Codec
+from hih.codecs.heatmap import DECODERS, DEFAULT_SOFT_ARGMAX_BETA, HeatmapCodec
+from hih.codecs.hih import HIHCodec
+from hih.codecs.offset import OffsetMapCodec, OffsetValueCodec
+
+__all__ = [
+    "CODECS",
+    "DECODERS",
+    "DEFAULT_SOFT_ARGMAX_BETA",
+    "Codec",
+    "HIHCodec",
+    "HeatmapCodec",
+    "OffsetMapCodec",
+    "OffsetValueCodec",
+    "build_codec",
+]
+
+#: method name -> (codec class, fixed keyword arguments)
+CODECS: dict[str, tuple[type[Codec], dict[str, object]]] = {
+    "baseline": (HeatmapCodec, {"decoder": "argmax"}),
+    "wsm": (HeatmapCodec, {"decoder": "wsm"}),
+    "dark": (HeatmapCodec, {"decoder": "dark"}),
+    "soft_argmax": (HeatmapCodec, {"decoder": "soft_argmax"}),
+    "hih": (HIHCodec, {}),
+    "wov": (OffsetValueCodec, {}),
+    "wom": (OffsetMapCodec, {}),
+}
+
+
+def build_codec(name: str, **kw: object) -> Codec:
+    """A configured codec for method ``name`` (see the table above); ``kw`` go to its constructor.
+
+    Raises ValueError for an unknown name, a parameter the codec does not take, or a ``decoder``
+    that contradicts the name (e.g. ``build_codec("wsm", decoder="dark")``).
+    """
+    key = str(name).lower()
+    if key not in CODECS:
+        raise ValueError(f"unknown codec {name!r}; expected one of {sorted(CODECS)}")
+    cls, fixed = CODECS[key]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(kw) - set(accepted))
+    if unknown:
+        raise ValueError(f"codec {key!r} ({cls.__name__}) does not take {unknown}; accepted parameters: {accepted}")
+    for k, v in fixed.items():
+        if k in kw and kw[k] != v:
+            raise ValueError(f"codec {key!r} fixes {k}={v!r}, got {k}={kw[k]!r}; choose the codec name of that variant instead")
+    return cls(**{**kw, **fixed})
