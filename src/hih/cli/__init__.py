@@ -1,0 +1,1 @@
+"""Thin Hydra entry points: compose a config, then call plain functions of the package."""

@@ -1,0 +1,22 @@
+"""Stacked hourglass backbone, compensation heads (HIH_C, HIH_T, WOV, WOM) and the assembled net."""
+
+from hih.models.complexity import count
+from hih.models.heads import HIHCHead, HIHTHead, WOMHead, WOVHead
+from hih.models.hourglass import Hourglass, StackedHourglass, TimmBackbone
+from hih.models.net import HEAD_KEYS, LandmarkNet, build_net
+from hih.models.output import ModelOutput
+
+__all__ = [
+    "HEAD_KEYS",
+    "HIHCHead",
+    "HIHTHead",
+    "Hourglass",
+    "LandmarkNet",
+    "ModelOutput",
+    "StackedHourglass",
+    "TimmBackbone",
+    "WOMHead",
+    "WOVHead",
+    "build_net",
+    "count",
+]

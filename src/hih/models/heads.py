@@ -1,0 +1,169 @@
+"""Compensation heads: they read the fused map (B, C, H, W) and recover what the integer heatmap loses.
+
+- :class:`HIHCHead` / :class:`HIHTHead`: decimal heatmaps (B, N, h_o, w_o) (sec. 3.2.2, CNN / Transformer);
+- :class:`WOVHead`: offset values (B, N, 2) in heatmap cells ("with offset value", sec. 3.3);
+- :class:`WOMHead`: a shared x/y offset map (B, 2, H, W) ("with offset map", sec. 3.3).
+
+Architectures follow the official implementation (starhiking/HeatmapInHeatmap); widths are plain
+constructor arguments, the paper-matching values live in conf/model/*.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from hih.models.layers import ConvBNReLU, DownBlock, init_small_normal
+
+
+def _halvings(heatmap_size: int, decimal_size: int) -> int:
+    """How many stride-2 steps take the heatmap to the decimal resolution; both powers of two apart."""
+    ratio = heatmap_size / decimal_size
+    k = int(round(math.log2(ratio))) if ratio > 0 else -1
+    if decimal_size < 1 or k < 0 or 2**k * decimal_size != heatmap_size:
+        raise ValueError(
+            f"decimal_size must divide the {heatmap_size}x{heatmap_size} heatmap by a power of two "
+            f"(e.g. {', '.join(str(heatmap_size >> i) for i in range(1, 5) if heatmap_size >> i)}), got {decimal_size}"
+        )
+    return k
+
+
+def regression_head(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
+    """Eq. 6: Conv1x1 -> BN -> ReLU -> Conv1x1. (B, C_in, h, w) -> (B, C_out, h, w)."""
+    return nn.Sequential(ConvBNReLU(in_channels, hidden, 1), nn.Conv2d(hidden, out_channels, 1))
+
+
+class HIHCHead(nn.Module):
+    """CNN decimal-heatmap head. (B, C, H, W) -> (B, N, decimal_size, decimal_size).
+
+    conv-BN-ReLU (stride 1) -> 3x3/2 max-pool -> (k-1) modified basic blocks (stride 2) -> eq. 6,
+    where H = 2**k * decimal_size. ``width`` is the official ``target_o`` (384 matches Table 1).
+    """
+
+    def __init__(self, in_channels: int, num_landmarks: int, heatmap_size: int, decimal_size: int = 8, width: int = 384):
+        super().__init__()
+        k = _halvings(heatmap_size, decimal_size)
+        self.decimal_size = decimal_size
+        self.conv = ConvBNReLU(in_channels, width, 1)
+        # padding=1 so 64 -> 32 exactly (the official unpadded pool gives 31 and only lands on 8 by rounding).
+        self.pool = nn.MaxPool2d(3, 2, padding=1) if k >= 1 else nn.Identity()
+        self.blocks = nn.Sequential(*(DownBlock(width, width, 2) for _ in range(max(k - 1, 0))))
+        self.head = regression_head(width, width, num_landmarks)
+        init_small_normal(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.blocks(self.pool(self.conv(x))))
+
+
+class HIHTHead(nn.Module):
+    """Transformer decimal-heatmap head (eq. 5-6). (B, C, H, W) -> (B, N, decimal_size, decimal_size).
+
+    Patches of p = H / decimal_size pixels (a p x p conv with stride p is the linear projection E),
+    learnable position embeddings, ``depth`` pre-norm timm ``Block`` layers, a final LayerNorm,
+    reshape to (B, D, h_o, w_o) and eq. 6 with ``head_width`` hidden channels.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_landmarks: int,
+        heatmap_size: int,
+        decimal_size: int = 8,
+        embed_dim: int = 512,
+        depth: int = 4,
+        num_heads: int = 2,
+        mlp_ratio: float = 3.0,
+        head_width: int = 256,
+        qkv_bias: bool = True,
+    ):
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        k = _halvings(heatmap_size, decimal_size)
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+        patch = 2**k
+        self.decimal_size = decimal_size
+        self.embed_dim = embed_dim
+        self.patch_embed = nn.Conv2d(in_channels, embed_dim, patch, patch)
+        self.pos_embed = nn.Parameter(torch.zeros(1, decimal_size * decimal_size, embed_dim))
+        norm = partial(nn.LayerNorm, eps=1e-6)
+        self.blocks = nn.Sequential(
+            *(Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, norm_layer=norm) for _ in range(depth))
+        )
+        self.norm = norm(embed_dim)
+        self.head = regression_head(embed_dim, head_width, num_landmarks)
+        # timm's ViT initialisation (what the official VisionTransformer-based head trains from).
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        init_small_normal(self.head)
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.patch_embed(x)  # (B, D, h_o, w_o)
+        b, d, h, w = tokens.shape
+        y = self.norm(self.blocks(tokens.flatten(2).transpose(1, 2) + self.pos_embed))  # (B, h_o*w_o, D)
+        return self.head(y.transpose(1, 2).reshape(b, d, h, w))
+
+
+class _ConvStack(nn.Module):
+    """1x1 in -> ``num_convs`` 3x3 -> 1x1, with a 1x1 shortcut: the shared trunk of the official WOV / WOM heads.
+
+    (B, C_in, H, W) -> (B, width, H, W).
+    """
+
+    def __init__(self, in_channels: int, width: int, num_convs: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBNReLU(in_channels, width, 1),
+            *(ConvBNReLU(width, width, 3) for _ in range(num_convs)),
+            ConvBNReLU(width, width, 1),
+        )
+        self.shortcut = ConvBNReLU(in_channels, width, 1) if in_channels != width else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class WOVHead(nn.Module):
+    """Offset-value head. (B, C, H, W) -> (B, N, 2): per landmark (dx, dy) in heatmap cells.
+
+    Conv trunk -> 1x1 -> 3x3/2 max-pool -> 3x3/2 conv -> 1x1 to 2*width -> global average pool -> linear.
+    """
+
+    def __init__(self, in_channels: int, num_landmarks: int, width: int = 128, num_convs: int = 1):
+        super().__init__()
+        self.num_landmarks = num_landmarks
+        self.trunk = _ConvStack(in_channels, width, num_convs)
+        self.reduce = nn.Sequential(
+            ConvBNReLU(width, width, 1),
+            nn.MaxPool2d(3, 2, padding=1),
+            ConvBNReLU(width, width, 3, 2),
+            ConvBNReLU(width, 2 * width, 1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+        )
+        self.fc = nn.Linear(2 * width, 2 * num_landmarks)
+        init_small_normal(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.reduce(self.trunk(x))).view(x.shape[0], self.num_landmarks, 2)
+
+
+class WOMHead(nn.Module):
+    """Offset-map head. (B, C, H, W) -> (B, 2, H, W): one x- and one y-offset map shared by all landmarks."""
+
+    def __init__(self, in_channels: int, width: int = 128, num_convs: int = 1):
+        super().__init__()
+        self.trunk = _ConvStack(in_channels, width, num_convs)
+        self.head = regression_head(width, width, 2)
+        init_small_normal(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.trunk(x))

@@ -1,0 +1,86 @@
+"""The assembled network: backbone (integer heatmaps + fusion) and an optional compensation head."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from hih.models.heads import HIHCHead, HIHTHead, WOMHead, WOVHead
+from hih.models.hourglass import StackedHourglass, TimmBackbone
+from hih.models.layers import init_small_normal
+from hih.models.output import ModelOutput
+
+#: head name -> key of its output in ModelOutput / codec inputs.
+HEAD_KEYS: dict[str, str | None] = {"none": None, "hih_c": "decimal", "hih_t": "decimal", "wov": "offset", "wom": "offset_map"}
+
+
+class LandmarkNet(nn.Module):
+    """forward(image (B, 3, S, S)) -> ModelOutput(heatmaps=[stacks x (B, N, S/4, S/4)], head, head_key)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module | None, head_key: str | None, input_size: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.head_key = head_key
+        self.input_size = input_size
+
+    def forward(self, image: Tensor) -> ModelOutput:
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected an image batch (B, 3, S, S), got shape {tuple(image.shape)}")
+        heatmaps, fused = self.backbone(image)
+        head = self.head(fused) if self.head is not None else None
+        return ModelOutput(heatmaps=heatmaps, head=head, head_key=self.head_key)
+
+
+def build_net(
+    head: str,
+    num_landmarks: int,
+    stacks: int = 1,
+    channels: int = 256,
+    decimal_size: int = 8,
+    input_size: int = 256,
+    backbone: str = "hourglass",
+    hourglass_depth: int = 4,
+    **head_kwargs,
+) -> LandmarkNet:
+    """Build backbone + compensation head.
+
+    head: "none" (baseline / WSM / DARK / soft-argmax), "hih_c", "hih_t", "wov" or "wom".
+    backbone: "hourglass" (``stacks`` stacked hourglasses of ``hourglass_depth`` and ``channels``
+    features) or "timm:<model name>" (that model's features of stride >= 4 aggregated at stride 4,
+    randomly initialised since there is no internet, 1 stack; see :class:`TimmBackbone`).
+    head_kwargs: the head's widths (HIH_C ``width``; HIH_T ``embed_dim``, ``depth``, ``num_heads``,
+    ``mlp_ratio``, ``head_width``; WOV / WOM ``width``, ``num_convs``).
+    """
+    head = head.lower()
+    if head not in HEAD_KEYS:
+        raise ValueError(f"unknown head {head!r}; expected one of {sorted(HEAD_KEYS)}")
+    if head == "none" and head_kwargs:
+        raise ValueError(f"head 'none' takes no head arguments, got {sorted(head_kwargs)}")
+    if input_size % 4:
+        raise ValueError(f"input_size must be a multiple of 4 (the heatmap is input_size / 4), got {input_size}")
+    heatmap_size = input_size // 4
+    fuse = head != "none"
+    if backbone == "hourglass":
+        body: nn.Module = StackedHourglass(num_landmarks, stacks, channels, hourglass_depth, fuse_last=fuse)
+        init_small_normal(body)
+    elif backbone.startswith("timm:"):
+        if stacks != 1:
+            raise ValueError(f"timm backbones have a single stack, got stacks={stacks}")
+        body = TimmBackbone(backbone.removeprefix("timm:"), num_landmarks, channels, fuse_last=fuse)
+        init_small_normal(body.output)  # timm keeps its own initialisation for the backbone proper
+        init_small_normal(body.projections)
+    else:
+        raise ValueError(f"unknown backbone {backbone!r}; expected 'hourglass' or 'timm:<model name>'")
+
+    module: nn.Module | None
+    if head == "none":
+        module = None
+    elif head == "hih_c":
+        module = HIHCHead(channels, num_landmarks, heatmap_size, decimal_size, **head_kwargs)
+    elif head == "hih_t":
+        module = HIHTHead(channels, num_landmarks, heatmap_size, decimal_size, **head_kwargs)
+    elif head == "wov":
+        module = WOVHead(channels, num_landmarks, **head_kwargs)
+    else:
+        module = WOMHead(channels, **head_kwargs)
+    return LandmarkNet(body, module, HEAD_KEYS[head], input_size)
