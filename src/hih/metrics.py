@@ -1,0 +1,172 @@
+"""Face-alignment metrics (paper section 4.1): NME, FR@t and AUC@t, on the full set and per subset.
+
+All errors are per-face NMEs in percent (eq. 7). ``FaceAlignmentMetrics`` keeps its state as
+concatenated per-sample tensors reduced with ``"cat"``, so under DDP ``compute()`` sees every
+sample of every rank and returns exactly the single-process numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+__all__ = ["FaceAlignmentMetrics", "auc_from_errors", "ced", "failure_rate", "per_sample_nme", "threshold_suffix"]
+
+
+def _check_landmarks(name: str, value: Tensor) -> None:
+    if value.ndim != 3 or value.shape[-1] != 2:
+        raise ValueError(f"{name} must be (B, N, 2) landmarks, got shape {tuple(value.shape)}")
+
+
+def per_sample_nme(pred: Tensor, target: Tensor, norm_pair: Sequence[int]) -> Tensor:
+    """NME of each face in percent (eq. 7): mean landmark distance over ``d``, times 100.
+
+    pred, target: (B, N, 2) in the same pixel units; norm_pair: (i, j) landmark indices of the
+    target whose distance is ``d`` (outer eye corners for inter-ocular, pupils for inter-pupil).
+    Returns (B,).
+    """
+    _check_landmarks("pred", pred)
+    _check_landmarks("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    if len(norm_pair) != 2:
+        raise ValueError(f"norm_pair must be two landmark indices, got {norm_pair!r}")
+    i, j = (int(k) for k in norm_pair)
+    n = target.shape[1]
+    if not (0 <= i < n and 0 <= j < n) or i == j:
+        raise ValueError(f"norm_pair {norm_pair!r} must be two distinct indices in 0..{n - 1}")
+    pred = pred.float()
+    target = target.float()
+    d = torch.linalg.vector_norm(target[:, i] - target[:, j], dim=-1)
+    if bool((d <= 0).any()):
+        raise ValueError(f"normalising distance between landmarks {i} and {j} is zero for some target faces")
+    dist = torch.linalg.vector_norm(pred - target, dim=-1)  # (B, N)
+    return dist.mean(dim=1) / d * 100.0
+
+
+def failure_rate(errors: Tensor, threshold: float) -> Tensor:
+    """Percent of faces with NME above ``threshold`` (a fraction, 0.10 = 10 %). errors: (M,) percent."""
+    if errors.numel() == 0:
+        return errors.new_tensor(float("nan"))
+    return (errors > threshold * 100.0).float().mean() * 100.0
+
+
+def auc_from_errors(errors: Tensor, threshold: float) -> Tensor:
+    """Area under the CED curve from 0 to ``threshold``, normalised to [0, 1]. errors: (M,) percent.
+
+    The CED is the step function ``F(t) = #{e_i <= t} / M``; integrating it exactly gives
+    ``(1 / (M T)) * sum_i max(T - e_i, 0)``: each face contributes from its error up to the cut-off.
+    """
+    if errors.numel() == 0:
+        return errors.new_tensor(float("nan"))
+    cutoff = threshold * 100.0
+    return (cutoff - errors.double()).clamp(min=0).mean().to(errors.dtype) / cutoff
+
+
+def ced(errors: Tensor, max_error: float, steps: int = 1000) -> tuple[Tensor, Tensor]:
+    """CED curve of (M,) errors (percent): ``steps`` thresholds in [0, max_error] and the fraction of
+    faces whose NME is at most each threshold."""
+    if steps < 2:
+        raise ValueError(f"ced needs steps >= 2, got {steps}")
+    errors = errors.detach().flatten().double()
+    thresholds = torch.linspace(0.0, float(max_error), steps, dtype=torch.float64, device=errors.device)
+    if errors.numel() == 0:
+        return thresholds, torch.full_like(thresholds, float("nan"))
+    sorted_errors = torch.sort(errors).values
+    counts = torch.searchsorted(sorted_errors, thresholds, right=True)
+    return thresholds, counts.double() / errors.numel()
+
+
+def threshold_suffix(threshold: float) -> str:
+    """Key suffix for a threshold given as a fraction: 0.10 -> "10", 0.08 -> "8", 0.075 -> "7p5"."""
+    return f"{round(threshold * 100.0, 6):g}".replace(".", "p")
+
+
+class FaceAlignmentMetrics(Metric):
+    """NME (%), FR@threshold (%) and AUC@threshold (fraction) for the full set and each subset.
+
+    ``update(pred (B, N, 2), target (B, N, 2), subsets (B, K) bool | None)``; ``compute()``
+    returns a flat dict: ``{"nme", "fr_10", "auc_10", "nme/<subset>", "fr_10/<subset>", ...}``.
+    Subsets with no face give NaN.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(
+        self,
+        norm_pair: Sequence[int],
+        subset_names: Sequence[str] = (),
+        threshold: float = 0.10,
+        ced_max: float | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if len(norm_pair) != 2:
+            raise ValueError(f"norm_pair must be two landmark indices, got {norm_pair!r}")
+        if not 0.0 < float(threshold) <= 1.0:
+            raise ValueError(f"threshold is a fraction of the normalising distance in (0, 1], got {threshold}")
+        self.norm_pair = (int(norm_pair[0]), int(norm_pair[1]))
+        self.subset_names = tuple(str(s) for s in subset_names)
+        if len(set(self.subset_names)) != len(self.subset_names):
+            raise ValueError(f"subset names must be unique, got {self.subset_names}")
+        self.threshold = float(threshold)
+        self.ced_max = float(ced_max) if ced_max is not None else self.threshold * 100.0
+        self.suffix = threshold_suffix(self.threshold)
+        self.add_state("errors", default=[], dist_reduce_fx="cat")
+        self.add_state("subsets", default=[], dist_reduce_fx="cat")
+
+    def update(self, pred: Tensor, target: Tensor, subsets: Tensor | None = None) -> None:
+        errors = per_sample_nme(pred.detach(), target.detach(), self.norm_pair)
+        k = len(self.subset_names)
+        if subsets is None:
+            if k:
+                raise ValueError(f"subsets (B, {k}) bool is required: this metric reports subsets {self.subset_names}")
+            subsets = torch.zeros(errors.shape[0], 0, dtype=torch.bool, device=errors.device)
+        if subsets.ndim != 2 or subsets.shape != (errors.shape[0], k):
+            raise ValueError(
+                f"subsets must be (B, K) = ({errors.shape[0]}, {k}) for subsets {self.subset_names}, "
+                f"got shape {tuple(subsets.shape)}"
+            )
+        # Both states 1-D and in the metric's float dtype: that is what torchmetrics substitutes for a
+        # rank that saw no sample, and gather_all_tensors needs equal ndim and dtype on every rank.
+        self.errors.append(errors.to(self.dtype))
+        self.subsets.append(subsets.to(device=errors.device, dtype=self.dtype).flatten())
+
+    def per_sample_errors(self) -> Tensor:
+        """Every accumulated per-face NME (all ranks under DDP), (M,) percent, in update order."""
+        with self.sync_context():
+            return self._gathered()[0].clone()
+
+    def _gathered(self) -> tuple[Tensor, Tensor]:
+        k = len(self.subset_names)
+        if isinstance(self.errors, list) and not self.errors:
+            return torch.zeros(0, device=self.device), torch.zeros(0, k, dtype=torch.bool, device=self.device)
+        errors = dim_zero_cat(self.errors)
+        return errors, dim_zero_cat(self.subsets).reshape(errors.shape[0], k) > 0.5
+
+    def _summary(self, errors: Tensor, suffix: str = "") -> dict[str, Tensor]:
+        nme = errors.mean() if errors.numel() else errors.new_tensor(float("nan"))
+        return {
+            f"nme{suffix}": nme,
+            f"fr_{self.suffix}{suffix}": failure_rate(errors, self.threshold),
+            f"auc_{self.suffix}{suffix}": auc_from_errors(errors, self.threshold),
+        }
+
+    def compute(self) -> dict[str, Tensor]:
+        errors, subsets = self._gathered()
+        out = self._summary(errors)
+        for col, name in enumerate(self.subset_names):
+            out.update(self._summary(errors[subsets[:, col]], suffix=f"/{name}"))
+        return out
+
+    def ced(self, max_error: float | None = None, steps: int = 1000) -> tuple[Tensor, Tensor]:
+        """CED of the accumulated full-set errors on [0, max_error] percent (default ``ced_max``)."""
+        with self.sync_context():
+            errors = self._gathered()[0].clone()
+        return ced(errors, self.ced_max if max_error is None else max_error, steps)

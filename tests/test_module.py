@@ -1,0 +1,264 @@
+"""FaceAlignmentModule with tiny real nets and the real codecs: fit + test through a Lightning Trainer."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import lightning as L
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
+from hih.models import ModelOutput, build_net
+from hih.module import FaceAlignmentModule, decode_integer_centre
+
+N, S, DEC = 5, 64, 4  # landmarks, input size (heatmap 16), decimal size
+SUBSETS = ("pose", "blur")
+TINY = {"channels": 16, "input_size": S, "hourglass_depth": 2, "decimal_size": DEC}
+HEAD_KWARGS = {
+    "none": {},
+    "hih_c": {"width": 16},
+    "hih_t": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "head_width": 16},
+    "wov": {"width": 16},
+    "wom": {"width": 16},
+}
+# method -> (net head, codec)
+METHODS = {
+    "baseline": ("none", lambda: HeatmapCodec(S, S // 4, decoder="argmax")),
+    "wsm": ("none", lambda: HeatmapCodec(S, S // 4, decoder="wsm")),
+    "wov": ("wov", lambda: OffsetValueCodec(S, S // 4)),
+    "wom": ("wom", lambda: OffsetMapCodec(S, S // 4)),
+    "hih_c": ("hih_c", lambda: HIHCodec(S, S // 4, decimal_size=DEC)),
+    "hih_t": ("hih_t", lambda: HIHCodec(S, S // 4, decimal_size=DEC)),
+}
+
+
+class RandomFaces(Dataset):
+    """Random images with random landmarks inside the input, in the DataModule's batch format."""
+
+    def __init__(self, size: int = 4, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(size, 3, S, S, generator=g)
+        self.landmarks = torch.rand(size, N, 2, generator=g) * (S - 16) + 8
+        self.subsets = torch.rand(size, len(SUBSETS), generator=g) > 0.5
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i], "landmarks": self.landmarks[i], "subsets": self.subsets[i], "index": torch.tensor(i)}
+
+
+def _loader(size: int = 4, batch_size: int = 2, seed: int = 0) -> DataLoader:
+    return DataLoader(RandomFaces(size, seed), batch_size=batch_size, shuffle=False)
+
+
+def _module(method: str, **kwargs) -> FaceAlignmentModule:
+    head, make_codec = METHODS[method]
+    torch.manual_seed(0)
+    net = build_net(head=head, num_landmarks=N, stacks=kwargs.pop("stacks", 1), **TINY, **HEAD_KWARGS[head])
+    kwargs.setdefault("norm_pair", (0, 1))
+    kwargs.setdefault("subset_names", SUBSETS)
+    kwargs.setdefault("optimizer", {"name": "adam", "lr": 1e-3})
+    kwargs.setdefault("scheduler", {"type": "none"})
+    return FaceAlignmentModule(net, make_codec(), **kwargs)
+
+
+def _trainer(**kwargs) -> L.Trainer:
+    defaults = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, num_sanity_val_steps=0)
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On shared, busy cores OpenMP's spinning threads make these tiny convs 10-100x slower than one thread.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        # Lightning's advice about DataLoader workers and tiny datasets is noise here.
+        warnings.filterwarnings("ignore", message=".*num_workers.*")
+        warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
+        yield
+
+
+def _metric_keys(prefix: str, suffix: str = "") -> set[str]:
+    return {f"{prefix}/{m}{suffix}{s}" for m in ("nme", "fr_10", "auc_10") for s in ("", "/pose", "/blur")}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_fit_and_test_log_expected_keys(method):
+    module = _module(method, stacks=2 if method == "hih_c" else 1)
+    trainer = _trainer(fast_dev_run=True)
+    trainer.fit(module, train_dataloaders=_loader(), val_dataloaders=_loader(seed=1))
+    logged = set(trainer.callback_metrics)
+    head_key = module.codec.head_key
+    assert {"train/loss", "train/heatmap", "val/nme", "val/fr_10", "val/auc_10", "val/loss"} <= logged
+    assert (f"train/{head_key}" in logged) == (head_key is not None)
+    assert all(math.isfinite(trainer.callback_metrics[k].item()) for k in ("train/loss", "val/nme"))
+
+    results = trainer.test(module, dataloaders=_loader(seed=2), verbose=False)[0]
+    expected = _metric_keys("test")
+    if head_key is not None:  # paper Table 7: the integer heatmap alone
+        expected |= _metric_keys("test", "_integer")
+    assert set(results) == expected
+    # fast_dev_run tests one batch of 2 faces; the kept per-face results match the logged NME.
+    assert module.test_errors.shape == (2,)
+    assert module.test_predictions.shape == (2, N, 2) and module.test_targets.shape == (2, N, 2)
+    assert module.test_indices.tolist() == [0, 1]
+    assert results["test/nme"] == pytest.approx(module.test_errors.mean().item(), rel=1e-5)
+    by_subset = module.test_errors_by_subset()
+    assert list(by_subset) == ["full", *SUBSETS]
+    pose = module.test_subsets[:, 0]
+    assert by_subset["pose"].tolist() == pytest.approx(module.test_errors[pose].tolist())
+    if pose.any():
+        assert results["test/nme/pose"] == pytest.approx(float(by_subset["pose"].mean()), rel=1e-5)
+
+    preds = trainer.predict(module, dataloaders=_loader(seed=3))
+    assert preds[0].shape == (2, N, 2)
+
+
+def test_test_metrics_match_hand_computation():
+    """A net that outputs the encoded ground truth: NME equals the codec's own ideal-condition error."""
+    module = _module("hih_c")
+    codec = module.codec
+    data = RandomFaces(4, seed=5)
+
+    class Oracle(torch.nn.Module):
+        head_key = "decimal"
+        input_size = S
+
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(()))
+            self.landmarks = None
+
+        def forward(self, image):
+            t = codec.encode(self.landmarks)
+            return ModelOutput([t["heatmap"] + 0 * self.dummy], t["decimal"], "decimal")
+
+    oracle = Oracle()
+    module.net = oracle
+    batch = {"image": data.images, "landmarks": data.landmarks, "subsets": data.subsets, "index": torch.arange(4)}
+    oracle.landmarks = data.landmarks
+    module.on_test_epoch_start()
+    module.test_step(batch, 0)
+    pred = codec.decode(oracle(batch["image"]).for_codec())
+    d = (data.landmarks[:, 0] - data.landmarks[:, 1]).norm(dim=-1)
+    expected = ((pred - data.landmarks).norm(dim=-1).mean(-1) / d * 100)
+    assert module.test_metrics.compute()["nme"].item() == pytest.approx(expected.mean().item(), rel=1e-5)
+    # Integer-only decoding: the argmax cell's centre, at most half a cell diagonal (stride / sqrt 2) away.
+    integer = decode_integer_centre(oracle(batch["image"]).heatmaps[-1], codec.stride)
+    assert ((integer - data.landmarks).norm(dim=-1) <= codec.stride / math.sqrt(2) + 1e-4).all()
+    expected_int = ((integer - data.landmarks).norm(dim=-1).mean(-1) / d * 100).mean()
+    assert module.test_integer_metrics.compute()["nme"].item() == pytest.approx(expected_int.item(), rel=1e-5)
+
+
+class _RecordLoss(L.Callback):
+    def __init__(self):
+        self.losses: list[float] = []
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_loss_falls_on_a_fixed_batch():
+    module = _module("hih_c", optimizer={"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4})
+    rec = _RecordLoss()
+    trainer = _trainer(max_steps=20, limit_val_batches=0, callbacks=[rec])
+    trainer.fit(module, train_dataloaders=_loader(size=2, batch_size=2))
+    assert len(rec.losses) == 20
+    assert rec.losses[-1] < 0.5 * rec.losses[0], rec.losses
+
+
+def test_step_schedule_with_warmup_counts_epochs():
+    module = _module("baseline", scheduler={"type": "step", "step_size": 2, "gamma": 0.1, "warmup_steps": 2})
+    rec = _RecordLoss()
+    trainer = _trainer(max_epochs=5, limit_val_batches=0, callbacks=[rec])
+    trainer.fit(module, train_dataloaders=_loader(size=4, batch_size=2))  # 2 steps per epoch
+    lr = 1e-3
+    expected = [lr * 0.5, lr, lr, lr, lr * 0.1, lr * 0.1, lr * 0.1, lr * 0.1, lr * 0.01, lr * 0.01]
+    assert rec.lrs == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "onecycle"])
+def test_cosine_and_onecycle_schedules(kind):
+    module = _module("baseline", scheduler={"type": kind, "warmup_steps": 1})
+    rec = _RecordLoss()
+    trainer = _trainer(max_steps=4, limit_val_batches=0, callbacks=[rec])
+    trainer.fit(module, train_dataloaders=_loader(size=4, batch_size=2))
+    assert len(rec.lrs) == 4 and max(rec.lrs) <= 1e-3 + 1e-12
+    if kind == "cosine":
+        assert rec.lrs[1] == pytest.approx(1e-3) and rec.lrs[1] > rec.lrs[2] > rec.lrs[3]
+
+
+def test_layout_hydra_configs_and_checkpoint(tmp_path):
+    head, make_codec = METHODS["hih_c"]
+    net = build_net(head=head, num_landmarks=98, **TINY, **HEAD_KWARGS[head])
+    cfg = OmegaConf.create({"loss_weights": {"heatmap": 1.0, "head": 0.5, "decimal_loss": "kl"},
+                            "optimizer": {"name": "adam", "lr": 1e-4}, "scheduler": {"type": "none"}})
+    module = FaceAlignmentModule(net, make_codec(), layout="wflw", loss=cfg.loss_weights,
+                                 optimizer=cfg.optimizer, scheduler=cfg.scheduler)
+    assert module.norm_pair == (60, 72) and module.subset_names[0] == "pose" and len(module.subset_names) == 6
+    from hih.data.layouts import get_layout
+
+    by_object = FaceAlignmentModule(net, make_codec(), layout=get_layout("wflw"), norm="pupil")
+    assert by_object.norm_pair == (96, 97) and by_object.hparams["layout"] == "wflw"
+    assert module.loss_weights["decimal_loss"] == "kl" and module.loss_weights["head"] == 0.5
+    assert type(module.hparams["optimizer"]) is dict  # plain containers: checkpoints load with weights_only
+
+    # A real Lightning checkpoint of a run configured through OmegaConf loads with weights_only=True.
+    small = _module("hih_c", loss=cfg.loss_weights, optimizer=cfg.optimizer,
+                    scheduler=OmegaConf.create({"type": "step", "step_size": 1, "gamma": 0.5}))
+    trainer = _trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(small, train_dataloaders=_loader(size=2))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["hyper_parameters"]["loss"]["decimal_loss"] == "kl"
+    assert "net" not in loaded["hyper_parameters"] and "codec" not in loaded["hyper_parameters"]
+    assert set(loaded["state_dict"]) == set(small.state_dict())
+
+
+def test_configuration_errors():
+    head, make_codec = METHODS["wov"]
+    net = build_net(head=head, num_landmarks=N, **TINY, **HEAD_KWARGS[head])
+    with pytest.raises(ValueError, match="does not match codec"):
+        FaceAlignmentModule(net, HIHCodec(S, S // 4, decimal_size=DEC), norm_pair=(0, 1))
+    with pytest.raises(ValueError, match="a layout or a norm_pair"):
+        FaceAlignmentModule(net, make_codec())
+    with pytest.raises(ValueError, match="no pupil"):
+        FaceAlignmentModule(build_net(head=head, num_landmarks=68, **TINY, **HEAD_KWARGS[head]), make_codec(),
+                            layout="300w", norm="pupil")
+    with pytest.raises(ValueError, match="unknown loss weight"):
+        FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), loss={"hed": 1.0})
+    module = FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), optimizer={"name": "sgd", "lr": 0.1})
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        module.configure_optimizers()
+
+
+def test_channels_last_and_compile_keep_outputs_and_keys():
+    plain = _module("hih_c")
+    fast = _module("hih_c", channels_last=True, compile=True)
+    fast.load_state_dict(plain.state_dict())  # same keys: in-place compile adds no "_orig_mod." prefix
+    assert set(fast.state_dict()) == set(plain.state_dict())
+    # Forward through the uncompiled path only (compiling on CPU would take a while); channels_last must not change numbers.
+    fast.net._compiled_call_impl = None
+    plain.eval(), fast.eval()
+    image = RandomFaces(2).images
+    with torch.no_grad():
+        a, b = plain(image), fast(image)
+    assert torch.allclose(a.heatmaps[-1], b.heatmaps[-1], atol=1e-5) and torch.allclose(a.head, b.head, atol=1e-5)
