@@ -1,0 +1,228 @@
+"""The LightningDataModule: splits, datasets and loaders for one face dataset.
+
+Loaders ship images and landmark coordinates only (see ``docs/contracts.md``): a batch is
+``{"image": (B, 3, S, S) float32, "landmarks": (B, N, 2) float32, "subsets": (B, K) bool,
+"index": (B,) int64}``; the LightningModule builds heatmaps on its device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, Subset
+
+from hih.data.dataset import EpochSampler, FaceDataset, _world
+from hih.data.layouts import Layout, get_layout
+from hih.data.readers import DATASET_LAYOUTS, read_dataset
+from hih.data.records import FaceRecord
+from hih.data.transforms import AugmentConfig
+
+__all__ = ["FaceDataModule"]
+
+
+def _worker_init(_: int) -> None:
+    # Each worker is one of several processes on the same cores: keep OpenCV single-threaded.
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+class FaceDataModule(L.LightningDataModule):
+    """One face-alignment dataset as train / val / test loaders.
+
+    dataset: "synthetic", "wflw", "300w" or "cofw"; root: its folder (synthetic: written
+        there by :func:`hih.data.synthetic.ensure_synthetic` on first use).
+    layout: landmark layout name or :class:`Layout`; None picks the dataset's own.
+    input_size: S. batch_size / eval_batch_size (default batch_size): loader batch sizes.
+    num_workers, pin_memory, persistent_workers: DataLoader options (persistent only when
+        num_workers > 0).
+    seed: augmentation seed; a sample's augmentation depends on (seed, epoch, index) only.
+    crop_scale: crop side = crop_scale * max(box width, height).
+    augment: augment the training set; aug: :class:`AugmentConfig` fields (mapping).
+    round_labels: round raw landmarks to integers before cropping (paper's ideal condition).
+    n_train, n_test, synthetic_seed: size and seed of the synthetic set (synthetic only).
+    val_fraction: share of the training split held out for validation, chosen by a fixed
+        permutation (``val_seed``) so that every run of a sweep validates on the same faces.
+        0 validates on the test split instead (as the reference implementations do).
+    train_split, test_split: split names passed to the reader (300W: "test" = "full",
+        "common", "challenge").
+    drop_last: drop the last incomplete training batch (BatchNorm dislikes tiny batches);
+        ignored when the training set is smaller than one batch.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        root: str | Path = "data/synthetic",
+        layout: str | Layout | None = None,
+        input_size: int = 256,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        seed: int = 0,
+        crop_scale: float = 1.25,
+        augment: bool = True,
+        aug: AugmentConfig | Mapping[str, Any] | None = None,
+        round_labels: bool = False,
+        n_train: int = 2000,
+        n_test: int = 500,
+        synthetic_seed: int = 0,
+        val_fraction: float = 0.05,
+        val_seed: int = 0,
+        train_split: str = "train",
+        test_split: str = "test",
+        drop_last: bool = True,
+    ):
+        super().__init__()
+        self.dataset_name = str(dataset).strip().lower()
+        if self.dataset_name not in DATASET_LAYOUTS:
+            raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASET_LAYOUTS)}")
+        self.root = Path(root).expanduser()
+        if layout is None:
+            layout = DATASET_LAYOUTS[self.dataset_name]
+        self.layout: Layout = layout if isinstance(layout, Layout) else get_layout(layout)
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} / {eval_batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.input_size = int(input_size)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.seed = int(seed)
+        self.crop_scale = float(crop_scale)
+        self.augment = bool(augment)
+        self.aug = AugmentConfig.from_any(aug)  # validate early, before any worker starts
+        self.round_labels = bool(round_labels)
+        self.n_train, self.n_test, self.synthetic_seed = int(n_train), int(n_test), int(synthetic_seed)
+        self.val_fraction, self.val_seed = float(val_fraction), int(val_seed)
+        self.train_split, self.test_split = train_split, test_split
+        self.drop_last = bool(drop_last)
+        self.save_hyperparameters(logger=False)  # into checkpoints; not logged (keys may clash with the module's)
+
+        self.train_set: FaceDataset | None = None
+        self.val_set: FaceDataset | None = None
+        self.test_set: FaceDataset | None = None
+
+    # ---- what other parts read -------------------------------------------------------------
+    @property
+    def subset_names(self) -> tuple[str, ...]:
+        return tuple(self.layout.subset_names)
+
+    @property
+    def num_landmarks(self) -> int:
+        return int(self.layout.num_landmarks)
+
+    # ---- Lightning hooks -------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Write the synthetic set on first use (Lightning runs this on one process per node)."""
+        if self.dataset_name == "synthetic":
+            from hih.data.synthetic import ensure_synthetic
+
+            ensure_synthetic(self.root, n_train=self.n_train, n_test=self.n_test, seed=self.synthetic_seed)
+        elif not self.root.is_dir():
+            raise FileNotFoundError(
+                f"{self.dataset_name} dataset root {self.root} does not exist; expected the dataset's folder there "
+                f"(set data.datamodule.root=... or paths.data_dir=...)"
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset_name == "synthetic" and _world()[0] == 1:
+            self.prepare_data()  # stand-alone use (notebooks, scripts) without a Trainer; idempotent
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            records = self._read(self.train_split)
+            train_idx, val_idx = self._split_indices(len(records))
+            self.train_set = self._dataset([records[i] for i in train_idx], train=self.augment)
+            if len(val_idx):
+                self.val_set = self._dataset([records[i] for i in val_idx], train=False)
+        need_test = stage in (None, "test", "predict") or self.val_fraction == 0
+        if need_test and self.test_set is None:
+            self.test_set = self._dataset(self._read(self.test_split), train=False)
+        if self.val_fraction == 0:
+            self.val_set = self.test_set
+
+    def _read(self, split: str) -> list[FaceRecord]:
+        records = read_dataset(self.dataset_name, self.root, split)
+        if not records:
+            raise ValueError(f"{self.dataset_name} split {split!r} under {self.root} has no faces")
+        return records
+
+    def _split_indices(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        n_val = int(round(self.val_fraction * n)) if self.val_fraction > 0 else 0
+        if self.val_fraction > 0:
+            n_val = min(max(n_val, 1), n - 1)
+        if n_val <= 0:
+            return np.arange(n), np.arange(0)
+        perm = np.random.default_rng(np.random.SeedSequence([self.val_seed, n])).permutation(n)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+    def _dataset(self, records: list[FaceRecord], train: bool) -> FaceDataset:
+        return FaceDataset(
+            records,
+            self.layout,
+            input_size=self.input_size,
+            train=train,
+            seed=self.seed,
+            crop_scale=self.crop_scale,
+            aug=self.aug,
+            round_labels=self.round_labels,
+        )
+
+    # ---- loaders ---------------------------------------------------------------------------
+    def _loader(self, dataset, batch_size: int, **kw: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            worker_init_fn=_worker_init if self.num_workers > 0 else None,
+            **kw,
+        )
+
+    def _require(self, name: str) -> FaceDataset:
+        ds = getattr(self, name)
+        if ds is None:
+            stage = {"train_set": "fit", "val_set": "fit", "test_set": "test"}[name]
+            raise RuntimeError(f"FaceDataModule.{name} is not set up; call setup({stage!r}) first")
+        return ds
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._require("train_set")
+        # EpochSampler is a DistributedSampler: Lightning leaves it in place and calls set_epoch on it.
+        sampler = EpochSampler(ds, shuffle=True, seed=self.seed)
+        drop_last = self.drop_last and len(sampler) >= self.batch_size
+        return self._loader(ds, self.batch_size, sampler=sampler, drop_last=drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._require("val_set"), self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._require("test_set"), self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def subset_dataloaders(self) -> dict[str, DataLoader]:
+        """One test loader per subset of the layout that has faces in the test split.
+
+        Batches are the test split's own samples, so ``"index"`` is the index in the test split.
+        """
+        ds = self._require("test_set")
+        flags = np.stack([r.subsets for r in ds.records]) if len(ds) else np.zeros((0, len(self.subset_names)), bool)
+        loaders = {}
+        for k, name in enumerate(self.subset_names):
+            idx = np.flatnonzero(flags[:, k])
+            if idx.size:
+                loaders[name] = self._loader(Subset(ds, idx.tolist()), self.eval_batch_size, shuffle=False)
+        return loaders
