@@ -1,0 +1,50 @@
+"""Data: landmark layouts, the face record, dataset readers, synthetic faces, transforms, the DataModule.
+
+scipy and h5py (COFW) are imported only when a COFW file is read.
+"""
+
+from __future__ import annotations
+
+from hih.data.layouts import LAYOUT_NAMES, Layout, get_layout, layout_for_num_landmarks
+from hih.data.records import FaceRecord, ImageLoadError, load_image, save_image
+from hih.data.readers import DATASET_NAMES, read_300w, read_cofw, read_dataset, read_wflw
+from hih.data.synthetic import ensure_synthetic
+
+__all__ = [
+    "DATASET_NAMES",
+    "FaceRecord",
+    "ImageLoadError",
+    "LAYOUT_NAMES",
+    "Layout",
+    "ensure_synthetic",
+    "get_layout",
+    "layout_for_num_landmarks",
+    "load_image",
+    "read_300w",
+    "read_cofw",
+    "read_dataset",
+    "read_wflw",
+    "save_image",
+]
+
+# Transforms, geometry, the Dataset and the DataModule belong to another part of the package and
+# pull in torch / Lightning; they are resolved lazily (PEP 562) so that importing the readers,
+# layouts or the synthetic generator stays cheap (and forked generator workers stay light).
+_LAZY_MODULES = ("geometry", "transforms", "dataset", "datamodule")
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"hih.data.{name}")
+    for mod_name in _LAZY_MODULES:
+        try:
+            mod = importlib.import_module(f"hih.data.{mod_name}")
+        except ModuleNotFoundError as e:  # only "file not there yet"; errors inside the module propagate
+            if e.name != f"hih.data.{mod_name}":
+                raise
+            continue
+        if name in getattr(mod, "__all__", ()):
+            return getattr(mod, name)
+    raise AttributeError(f"module 'hih.data' has no attribute {name!r}")
