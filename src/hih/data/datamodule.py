@@ -140,18 +140,19 @@ class FaceDataModule(L.LightningDataModule):
         if self.dataset_name == "synthetic" and _world()[0] == 1:
             self.prepare_data()  # stand-alone use (notebooks, scripts) without a Trainer; idempotent
         if stage in (None, "fit", "validate") and self.train_set is None:
-            records = self._read(self.train_split)
+            records = self.read_split(self.train_split)
             train_idx, val_idx = self._split_indices(len(records))
             self.train_set = self._dataset([records[i] for i in train_idx], train=self.augment)
             if len(val_idx):
                 self.val_set = self._dataset([records[i] for i in val_idx], train=False)
         need_test = stage in (None, "test", "predict") or self.val_fraction == 0
         if need_test and self.test_set is None:
-            self.test_set = self._dataset(self._read(self.test_split), train=False)
+            self.test_set = self._dataset(self.read_split(self.test_split), train=False)
         if self.val_fraction == 0:
             self.val_set = self.test_set
 
-    def _read(self, split: str) -> list[FaceRecord]:
+    def read_split(self, split: str) -> list[FaceRecord]:
+        """The records of one split (train, test; 300W also common, challenge, full)."""
         records = read_dataset(self.dataset_name, self.root, split)
         if not records:
             raise ValueError(f"{self.dataset_name} split {split!r} under {self.root} has no faces")

@@ -1,0 +1,1 @@
+"""Ideal-condition quantization analysis, result tables, reports and plots."""

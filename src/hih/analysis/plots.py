@@ -1,0 +1,108 @@
+"""Figures people would rather look at than read: CED curves and sample predictions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # runs on headless nodes; notebooks switch backends themselves
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+def ced_curve(errors: np.ndarray, max_error: float, steps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative error distribution: fraction of faces with NME <= t, for t in [0, max_error] (percent)."""
+    errors = np.sort(np.asarray(errors, dtype=np.float64))
+    thresholds = np.linspace(0.0, max_error, steps)
+    fractions = np.searchsorted(errors, thresholds, side="right") / max(len(errors), 1)
+    return thresholds, fractions
+
+
+def plot_ced(errors: Mapping[str, np.ndarray], path: str | os.PathLike, threshold: float = 10.0, title: str = "CED") -> Path:
+    """One curve per named set of per-face NMEs (percent); the AUC in the legend integrates to ``threshold``."""
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    for name, err in errors.items():
+        err = np.asarray(err, dtype=np.float64)
+        if err.size == 0:
+            continue
+        t, f = ced_curve(err, threshold)
+        auc = np.trapezoid(f, t) / threshold if hasattr(np, "trapezoid") else np.trapz(f, t) / threshold
+        ax.plot(t, f, label=f"{name} (NME {err.mean():.2f}, AUC {auc:.3f})")
+    ax.set_xlabel("NME (%)")
+    ax.set_ylabel("fraction of faces")
+    ax.set_xlim(0, threshold)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def denormalize(images: np.ndarray) -> np.ndarray:
+    """(B, 3, H, W) ImageNet-normalised -> (B, H, W, 3) in [0, 1]."""
+    images = np.asarray(images, dtype=np.float64).transpose(0, 2, 3, 1)
+    return np.clip(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 1.0)
+
+
+def plot_predictions(
+    images: np.ndarray,
+    target: np.ndarray,
+    pred: np.ndarray,
+    path: str | os.PathLike,
+    heatmaps: np.ndarray | None = None,
+    decimals: np.ndarray | None = None,
+    landmark: int = 0,
+    nme: np.ndarray | None = None,
+) -> Path:
+    """A row per face: the input with ground truth (green) and prediction (red), then the
+    integer heatmap and (for HIH) the decimal heatmap of landmark ``landmark``.
+
+    images (B, 3, S, S) normalised; target, pred (B, N, 2) input pixels;
+    heatmaps (B, H, W) and decimals (B, h_o, w_o) for the chosen landmark.
+    """
+    rgb = denormalize(images)
+    cols = 1 + (heatmaps is not None) + (decimals is not None)
+    rows = len(rgb)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), dpi=100, squeeze=False)
+    size = rgb.shape[1]
+    for i in range(rows):
+        ax = axes[i, 0]
+        # extent puts pixel i over [i, i + 1): the suite's coordinate convention.
+        ax.imshow(rgb[i], extent=(0, size, size, 0))
+        ax.scatter(target[i, :, 0], target[i, :, 1], s=6, c="lime", label="ground truth")
+        ax.scatter(pred[i, :, 0], pred[i, :, 1], s=6, c="red", marker="x", label="prediction")
+        ax.scatter(target[i, landmark, 0], target[i, landmark, 1], s=40, facecolors="none", edgecolors="yellow")
+        ax.set_title(f"face {i}" + (f"  NME {nme[i]:.2f}%" if nme is not None else ""), fontsize=8)
+        ax.axis("off")
+        if i == 0:
+            ax.legend(fontsize=6, loc="upper right")
+        col = 1
+        if heatmaps is not None:
+            hm = heatmaps[i]
+            ax = axes[i, col]
+            ax.imshow(hm, cmap="magma", extent=(0, hm.shape[1], hm.shape[0], 0))
+            ax.set_title(f"integer heatmap, landmark {landmark}", fontsize=8)
+            ax.axis("off")
+            col += 1
+        if decimals is not None:
+            dm = decimals[i]
+            ax = axes[i, col]
+            ax.imshow(dm, cmap="viridis", extent=(0, dm.shape[1], dm.shape[0], 0))
+            ax.set_title(f"decimal heatmap {dm.shape[0]}x{dm.shape[1]}", fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
