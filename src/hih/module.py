@@ -24,7 +24,11 @@ from hih.losses import compute_losses, resolve_loss_weights
 from hih.metrics import FaceAlignmentMetrics, per_sample_nme
 from hih.models.output import ModelOutput
 
-__all__ = ["FaceAlignmentModule", "decode_integer_centre"]
+__all__ = ["FaceAlignmentModule", "NonFiniteError", "decode_integer_centre"]
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN/Inf: stopped before the bad values reached the weights or a checkpoint."""
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0}
 #: "step": multiply the lr by gamma every step_size epochs (the paper: Adam, /10 every 50 epochs).
@@ -65,6 +69,9 @@ class FaceAlignmentModule(L.LightningModule):
     metric_threshold: FR / AUC cut-off as a fraction of the normalising distance (0.10 -> fr_10, auc_10).
     compile: ``torch.compile`` the net in place (state-dict keys unchanged).
     channels_last: channels-last weights and inputs (faster convolutions on tensor cores).
+    check_finite: stop with :class:`NonFiniteError` on a NaN/Inf loss term (naming step and term)
+        or gradient, before the optimizer step, and refuse to write a checkpoint holding NaN/Inf;
+        costs one host sync per step.
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class FaceAlignmentModule(L.LightningModule):
         metric_threshold: float = 0.10,
         compile: bool = False,
         channels_last: bool = False,
+        check_finite: bool = True,
     ) -> None:
         super().__init__()
         loss = _plain(loss)
@@ -107,6 +115,7 @@ class FaceAlignmentModule(L.LightningModule):
         self.scheduler_cfg = {**DEFAULT_SCHEDULER, **(scheduler or {})}
         self.metric_threshold = float(metric_threshold)
         self.channels_last = bool(channels_last)
+        self.check_finite = bool(check_finite)
 
         self.val_metrics = FaceAlignmentMetrics(self.norm_pair, (), self.metric_threshold)
         self.test_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold)
@@ -173,12 +182,66 @@ class FaceAlignmentModule(L.LightningModule):
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         output = self(batch["image"])
         losses = self._losses(output, batch)
+        if self.check_finite:
+            self._check_losses(losses, batch_idx)
         bs = batch["image"].shape[0]
         self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
         for name, value in losses.items():
             if name != "loss":
                 self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=bs)
         return losses["loss"]
+
+    # ------------------------------------------------------------------ numerical faults
+    def _where(self, batch_idx: int | None = None) -> str:
+        trainer = self._trainer
+        if trainer is None:
+            return "outside a Trainer"
+        where = f"global step {trainer.global_step} (epoch {trainer.current_epoch}"
+        return where + (f", batch {batch_idx})" if batch_idx is not None else ")")
+
+    def _last_good(self) -> str:
+        cb = getattr(self._trainer, "checkpoint_callbacks", None) or []
+        paths = [p for c in cb for p in (getattr(c, "last_model_path", ""), getattr(c, "best_model_path", "")) if p]
+        saved = f"The last good checkpoint is {paths[0]}" if paths else "No checkpoint had been written yet"
+        return f"{saved}; no non-finite state was saved. Lower the learning rate, check the inputs, or clip gradients (trainer.gradient_clip_val)."
+
+    def _check_losses(self, losses: Mapping[str, Tensor], batch_idx: int) -> None:
+        values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+        finite = torch.isfinite(values)
+        if bool(finite.all()):  # one host sync for every term
+            return
+        bad = {name: float(v.detach()) for (name, v), ok in zip(losses.items(), finite.tolist()) if not ok}
+        terms = [n for n in bad if n != "loss"] or ["loss"]
+        raise NonFiniteError(
+            f"non-finite training loss at {self._where(batch_idx)}: term(s) {', '.join(terms)} "
+            f"({', '.join(f'{k}={v}' for k, v in bad.items())}). Training stopped before the optimizer step. "
+            + self._last_good()
+        )
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # A finite loss can still give Inf gradients (overflow); the step would write them into the weights.
+        # 16-bit AMP skips such steps itself (the GradScaler's job), so leave them to it.
+        if not self.check_finite or "16-mixed" == str(getattr(self._trainer, "precision", "")):
+            return
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        # One fused norm per tensor and one host sync: NaN/Inf anywhere makes its norm non-finite.
+        if not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
+            return
+        names = [n for n, p in self.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        raise NonFiniteError(
+            f"non-finite gradient at {self._where()} in {len(names)} parameter(s): {', '.join(names[:5])}"
+            + (" ..." if len(names) > 5 else "") + ". Training stopped before the optimizer step. " + self._last_good()
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.check_finite:
+            return
+        bad = [k for k, v in checkpoint.get("state_dict", {}).items() if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise NonFiniteError(
+                f"refusing to write a checkpoint at {self._where()}: non-finite values in {', '.join(bad[:5])}"
+                + (" ..." if len(bad) > 5 else "") + ". " + self._last_good()
+            )
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         output = self(batch["image"])
@@ -233,9 +296,12 @@ class FaceAlignmentModule(L.LightningModule):
         if not buf.get("errors"):
             return
         parts = {k: torch.cat(v) for k, v in buf.items() if v}
-        if self.trainer is not None and self.trainer.world_size > 1:
-            # DistributedSampler pads every rank to the same length, so all_gather's equal shapes hold.
-            parts = {k: self.all_gather(v).flatten(0, 1) for k, v in parts.items()}
+        if self.trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            # The eval loaders shard without padding (ShardSampler), so ranks hold different counts:
+            # torchmetrics' gather pads, gathers and trims; rank order = dataset order.
+            from torchmetrics.utilities.distributed import gather_all_tensors
+
+            parts = {k: torch.cat(gather_all_tensors(v)) for k, v in parts.items()}
         self.test_errors = parts["errors"].cpu()
         self.test_predictions = parts["pred"].cpu()
         self.test_targets = parts["target"].cpu()

@@ -721,8 +721,9 @@ def _generate(tmp: Path, manifest: dict, progress: bool, workers: int) -> None:
     lines: list[str] = []
     try:
         if workers > 1 and len(jobs) > 32 and not mp.current_process().daemon:
-            # fork where available: workers need no re-import; spawn elsewhere
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            # spawn, never fork: forking a process whose torch/OpenMP threads are running can
+            # deadlock the children (seen when a trainer generates the set on first use).
+            ctx = mp.get_context("spawn")
             with ctx.Pool(workers, initializer=_init_worker) as pool:
                 for line in pool.imap(_work, jobs, chunksize=16):
                     lines.append(line)

@@ -1,0 +1,47 @@
+"""hih-predict: landmarks for a folder of images, as JSON in original-image pixels plus drawn PNGs.
+
+    hih-predict ckpt_path=RUN/checkpoints/last.ckpt input_dir=photos/ [boxes=boxes.txt] [device=cuda]
+
+Compose the same model and data overrides as the training run (experiment=quickstart, model=...):
+the checkpoint is loaded as plain tensors and must fit that model.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from hih.cli._hydra import config_dir
+
+
+def build_model(cfg: DictConfig):
+    """The composed net and codec with ``cfg.ckpt_path``'s weights (weights_only, mismatches listed)."""
+    from hydra.utils import instantiate
+
+    from hih.checkpoints import load_weights
+
+    net = instantiate(cfg.model.net)
+    codec = instantiate(cfg.model.codec)
+    # The full LightningModule, so the checkpoint's keys are checked exactly as hih-eval does.
+    module = instantiate(cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False)
+    if cfg.get("ckpt_path"):
+        load_weights(module, cfg.ckpt_path)
+    return module.net.eval(), codec
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+def main(cfg: DictConfig) -> dict:
+    from hih.inference import predict_folder, resolve_device
+
+    net, codec = build_model(cfg)
+    out = cfg.paths.output_dir
+    results = predict_folder(
+        net, codec, cfg.input_dir, out, boxes_file=cfg.boxes, crop_scale=cfg.crop_scale,
+        batch_size=cfg.batch_size, device=resolve_device(cfg.device), draw=cfg.draw,
+    )
+    print(f"{len(results)} images -> {out}/predictions.json" + (f" and {out}/drawn/" if cfg.draw else ""))
+    return results
+
+
+if __name__ == "__main__":
+    main()
