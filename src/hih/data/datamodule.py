@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Subset
 
-from hih.data.dataset import EpochSampler, FaceDataset, _world
+from hih.data.dataset import EpochSampler, FaceDataset, ResumableDataLoader, ShardSampler, _world
 from hih.data.layouts import Layout, get_layout
 from hih.data.readers import DATASET_LAYOUTS, read_dataset
 from hih.data.records import FaceRecord
@@ -180,8 +180,8 @@ class FaceDataModule(L.LightningDataModule):
         )
 
     # ---- loaders ---------------------------------------------------------------------------
-    def _loader(self, dataset, batch_size: int, **kw: Any) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset, batch_size: int, loader_cls: type[DataLoader] = DataLoader, **kw: Any) -> DataLoader:
+        return loader_cls(
             dataset,
             batch_size=batch_size,
             num_workers=self.num_workers,
@@ -203,13 +203,19 @@ class FaceDataModule(L.LightningDataModule):
         # EpochSampler is a DistributedSampler: Lightning leaves it in place and calls set_epoch on it.
         sampler = EpochSampler(ds, shuffle=True, seed=self.seed)
         drop_last = self.drop_last and len(sampler) >= self.batch_size
-        return self._loader(ds, self.batch_size, sampler=sampler, drop_last=drop_last)
+        # Resumable: checkpoints record the place in the epoch, so a run resumes mid-epoch exactly.
+        return self._loader(ds, self.batch_size, ResumableDataLoader, sampler=sampler, drop_last=drop_last)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._require("val_set"), self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self._require("val_set"))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._require("test_set"), self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self._require("test_set"))
+
+    def _eval_loader(self, ds: FaceDataset) -> DataLoader:
+        # Unpadded contiguous shards under DDP (a DistributedSampler, so Lightning keeps it): every
+        # face is evaluated exactly once and the gathered metrics equal the single-process ones.
+        return self._loader(ds, self.eval_batch_size, sampler=ShardSampler(ds))
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

@@ -11,6 +11,12 @@ calls its ``set_epoch`` at the start of every training epoch (with the restored 
 resume), and the sampler shuffles with ``seed + epoch`` and shards by rank itself, exactly
 like torch's ``DistributedSampler``. Plain integer keys below ``len(dataset)`` (any other
 sampler, evaluation) mean epoch 0.
+
+Mid-epoch resume: :class:`ResumableDataLoader` has ``state_dict`` / ``load_state_dict``, so
+Lightning stores it in every checkpoint (``loops.fit_loop.state_dict.combined_loader``) and
+hands it back before the resumed epoch starts; the sampler then starts that epoch at the first
+batch not yet trained on. Since a sample's augmentation depends on (seed, epoch, index) only,
+the resumed run sees exactly the batches the uninterrupted one would have seen.
 """
 
 from __future__ import annotations
@@ -21,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hih.data.layouts import Layout
 from hih.data.records import FaceRecord, load_image
 from hih.data.transforms import AugmentConfig, EvalTransform, TrainTransform, sample_rng, to_tensor
 
-__all__ = ["EpochSampler", "FaceDataset"]
+__all__ = ["EpochSampler", "FaceDataset", "ResumableDataLoader", "ShardSampler"]
 
 
 class FaceDataset(Dataset):
@@ -159,7 +165,106 @@ class EpochSampler(DistributedSampler):
             seed=seed,
             drop_last=drop_last,
         )
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        """Begin the next pass over ``epoch`` at position ``start`` (samples already trained on).
+
+        Applies once, and only if that pass is for ``epoch``: a stale position never skips
+        data of another epoch.
+        """
+        if start < 0:
+            raise ValueError(f"resume position must be >= 0, got {start}")
+        self._resume = (int(epoch), int(start))
 
     def __iter__(self) -> Iterator[int]:
         base = self.epoch * len(self.dataset)  # type: ignore[arg-type]
-        return iter([base + int(i) for i in super().__iter__()])
+        keys = [base + int(i) for i in super().__iter__()]
+        resume, self._resume = self._resume, None
+        if resume is not None and resume[0] == self.epoch:
+            keys = keys[resume[1]:]
+        return iter(keys)
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over an :class:`EpochSampler` whose place in the epoch survives checkpoints.
+
+    ``state_dict()`` -> ``{"epoch", "batches"}``: the batches this loader has handed out in the
+    current pass. Lightning pulls batches without read-ahead for sized loaders, so that is the
+    number of batches trained on. ``load_state_dict`` makes the next pass over that epoch skip
+    them (indices are skipped in the sampler: no image of a skipped batch is loaded).
+
+    ``iter(loader)`` is lazy: the underlying iterator (and its workers' index prefetch) is
+    created at the first ``next()``, after Lightning has called ``sampler.set_epoch`` for the
+    epoch about to run. Lightning calls ``iter()`` once before ``set_epoch`` when a fit starts,
+    which with workers would otherwise shuffle a resumed epoch with the sampler's initial epoch.
+    """
+
+    def __init__(self, dataset: Dataset, *args: Any, sampler: EpochSampler, **kwargs: Any):
+        if not isinstance(sampler, EpochSampler):
+            raise TypeError(f"ResumableDataLoader needs an EpochSampler, got {type(sampler).__name__}")
+        super().__init__(dataset, *args, sampler=sampler, **kwargs)
+        self._batches = 0
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return self._batches_from_first_next()
+
+    def _batches_from_first_next(self) -> Iterator[Any]:
+        sampler: EpochSampler = self.sampler  # type: ignore[assignment]
+        resume = sampler._resume
+        self._batches = resume[1] // self.batch_size if resume is not None and resume[0] == sampler.epoch else 0
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "batches": int(self._batches)}  # type: ignore[attr-defined]
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = {"epoch", "batches"} - set(state)
+        if missing:
+            raise KeyError(f"dataloader state from the checkpoint lacks {sorted(missing)}; got keys {sorted(state)}")
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        self.sampler.resume_at(epoch, batches * self.batch_size)  # type: ignore[attr-defined]
+
+
+class ShardSampler(DistributedSampler):
+    """Evaluation sampler: rank ``r`` of ``R`` gets one contiguous block of the indices, unpadded.
+
+    torch's ``DistributedSampler`` (what Lightning injects under DDP) pads the shards to equal
+    length with repeated faces, which would count those faces twice in the test metrics. Here
+    the first ``n % R`` ranks get one face more than the others and nothing is repeated; the
+    metrics' ``"cat"`` gather concatenates the ranks' samples in rank order, i.e. in dataset
+    order, so distributed metrics equal the single-process ones exactly. Being a
+    ``DistributedSampler``, Lightning leaves it in place (``use_distributed_sampler``).
+
+    Every rank needs at least one face: DDP synchronises buffers in the first forward of an
+    evaluation loop, so a rank with no batch would leave the others waiting.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None):
+        world, me = _world()
+        super().__init__(
+            dataset,
+            num_replicas=world if num_replicas is None else num_replicas,
+            rank=me if rank is None else rank,
+            shuffle=False,
+            drop_last=False,
+        )
+        n = len(dataset)  # type: ignore[arg-type]
+        if n < self.num_replicas:
+            raise ValueError(
+                f"the evaluation set has {n} faces, fewer than the {self.num_replicas} processes; each process "
+                f"needs at least one face (use fewer devices for this set)"
+            )
+        base, extra = divmod(n, self.num_replicas)
+        self.start = self.rank * base + min(self.rank, extra)
+        self.num_samples = base + (1 if self.rank < extra else 0)
+        self.total_size = n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.start + self.num_samples))
+
+    def __len__(self) -> int:
+        return self.num_samples

@@ -1,0 +1,536 @@
+"""Turn a Hydra multirun folder into the paper's tables: one row per run, failed runs included.
+
+A multirun folder (``outputs/train/multirun/<time>``) holds one folder per job with
+``.hydra/config.yaml``, ``.hydra/overrides.yaml`` and, once the job has finished, ``metrics.json``
+(the flat ``test/...`` keys of the design notes). :func:`collect_runs` reads every job and gives it
+a status; :func:`write_report` writes Markdown and CSV tables in the paper's layout (rows = runs,
+columns = full set and subsets; NME and FR in percent, AUC as a fraction) and the plots.
+
+Status of a job, from the most to the least certain evidence:
+  ``completed``    metrics.json is there;
+  ``failed``       status.json (written by :class:`SweepCallback`) says so, or the job log has
+                   a traceback;
+  ``running``      status.json says the job started and nothing says it ended (still running, or
+                   killed by the scheduler: time limit, out of memory);
+  ``no metrics``   the job ended without metrics.json (e.g. ``test=false``);
+  ``incomplete``   a job folder with neither metrics nor a status (an older run, or killed);
+  ``not started``  part of the sweep's grid (multirun.yaml) but no job folder yet.
+Nothing is dropped silently: every job of the grid is a row.
+
+Importable without Hydra; Hydra is needed only to expand a sweep's grid (not-started jobs).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import re
+import socket
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.json"
+#: Metric families in the paper's order (Tables 1/2/5/7); "_integer": integer heatmap only (Table 7).
+METRICS = ("nme", "fr_10", "auc_10")
+SUBSET_LABELS = {
+    "full": "Fullset", "pose": "Pose", "expression": "Exp.", "illumination": "Ill.",
+    "makeup": "Mu.", "occlusion": "Occ.", "blur": "Blur",
+    "common": "Com.", "challenge": "Cha.",
+}
+
+
+# ---------------------------------------------------------------------------------------- status
+class SweepCallback:
+    """Hydra callback (``hydra.callbacks``) of the sweep configs: job status files and one W&B group.
+
+    on_job_start writes ``status.json`` = ``{"status": "running", "started", "host", "pid"}`` into
+    the job's folder; on_job_end rewrites it as ``completed`` or ``failed`` with the error and its
+    traceback (also logged to the job's log). This is how the report tells a failed job from a
+    running one: Hydra's launchers keep going after a failing job but record the failure nowhere
+    in the job's folder.
+
+    on_multirun_start resolves ``wandb_group`` once in the sweep's master config: Hydra copies the
+    master's resolver cache into every job's config, so ``${now:...}`` in the group is the same
+    for all jobs of the sweep (even when ``hydra.sweep.dir`` holds no timestamp).
+    """
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        try:
+            OmegaConf.select(config, "wandb_group")
+        except Exception as e:  # an unresolvable group fails in the job itself, with the job's error
+            log.debug("wandb_group not resolved in the master config: %s", e)
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        write_status(_job_dir(config), {"status": "running", "started": _now(), "host": socket.gethostname(), "pid": os.getpid()})
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        job_dir = _job_dir(config)
+        previous = read_status(job_dir) or {}
+        status = {**previous, "ended": _now()}
+        failed = getattr(getattr(job_return, "status", None), "name", "") == "FAILED"
+        if failed:
+            exc = getattr(job_return, "_return_value", None)  # .return_value would re-raise it
+            status["status"] = "failed"
+            status["error"] = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
+            if isinstance(exc, BaseException):
+                status["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            log.error("job failed: %s\n%s", status["error"], status.get("traceback", ""))
+        else:
+            status["status"] = "completed"
+        write_status(job_dir, status)
+
+
+def _job_dir(config: Any) -> Path:
+    try:
+        return Path(str(config.hydra.runtime.output_dir))
+    except Exception:  # the callback may get the task config only
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def write_status(job_dir: str | os.PathLike, status: Mapping[str, Any]) -> Path:
+    """Atomically (re)write ``status.json`` in a job folder."""
+    path = Path(job_dir) / STATUS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(status), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_status(job_dir: str | os.PathLike) -> dict | None:
+    path = Path(job_dir) / STATUS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return {"status": "unknown", "error": f"unreadable {path}: {e}"}
+
+
+# ------------------------------------------------------------------------------------ collecting
+@dataclass
+class Run:
+    """One job of a multirun: where it is, what it overrode, how it ended, what it measured."""
+
+    num: int | None
+    path: Path | None
+    overrides: list[str]
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    error: str | None = None
+    label: str = ""
+
+    @property
+    def model(self) -> str:
+        return str(self.config.get("model", {}).get("name", "")) if self.config else _override_value(self.overrides, "model") or ""
+
+    def value(self, dotted: str) -> Any:
+        """A config value by dotted key (``model.decimal_size``), None when absent."""
+        node: Any = self.config
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+
+def _override_value(overrides: Sequence[str], key: str) -> str | None:
+    for o in overrides:
+        k, _, v = o.lstrip("+~").partition("=")
+        if k == key:
+            return v
+    return None
+
+
+def _load_yaml(path: Path) -> Any:
+    # Plain YAML: interpolations stay strings, nothing is resolved or executed.
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def find_job_dirs(multirun_dir: str | os.PathLike) -> list[Path]:
+    """Folders holding ``.hydra/config.yaml`` under ``multirun_dir`` (the folder itself for a single run)."""
+    root = Path(multirun_dir)
+    if (root / ".hydra" / "config.yaml").is_file():
+        return [root]
+    found = [p.parent.parent for p in root.glob("**/.hydra/config.yaml") if ".submitit" not in p.parts]
+    return sorted(found, key=_job_sort_key)
+
+
+def _job_sort_key(path: Path) -> tuple:
+    return tuple(int(p) if p.isdigit() else math.inf for p in path.parts[-2:]), str(path)
+
+
+def _job_num(job_dir: Path) -> int | None:
+    hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
+    if hydra_yaml.is_file():
+        try:
+            num = (_load_yaml(hydra_yaml) or {}).get("hydra", {}).get("job", {}).get("num")
+            if num is not None:
+                return int(num)
+        except (yaml.YAMLError, OSError, ValueError, AttributeError):
+            pass
+    return int(job_dir.name) if job_dir.name.isdigit() else None
+
+
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|Error executing job|job failed:")
+
+
+def _failure_in_logs(job_dir: Path) -> str | None:
+    """The last error line of a traceback in the job's ``*.log`` files, if any."""
+    for log_file in sorted(job_dir.glob("*.log")):
+        try:
+            text = log_file.read_text(errors="replace")
+        except OSError:
+            continue
+        match = None
+        for match in _TRACEBACK.finditer(text):
+            pass
+        if match is not None:
+            tail = [ln.strip() for ln in text[match.start():].splitlines() if ln.strip()]
+            errors = [ln for ln in tail if re.match(r"^[\w.]+(Error|Exception)\b", ln)]
+            return (errors[-1] if errors else tail[0])[:500] + f" (see {log_file.name})"
+    return None
+
+
+def read_run(job_dir: str | os.PathLike) -> Run:
+    """One job folder -> :class:`Run` with its status (see the module notes)."""
+    job_dir = Path(job_dir)
+    hydra_dir = job_dir / ".hydra"
+    overrides = _load_yaml(hydra_dir / "overrides.yaml") if (hydra_dir / "overrides.yaml").is_file() else []
+    config = _load_yaml(hydra_dir / "config.yaml") or {}
+    run = Run(num=_job_num(job_dir), path=job_dir, overrides=[str(o) for o in overrides or []], status="incomplete", config=config)
+    status = read_status(job_dir)
+    metrics_path = job_dir / METRICS_FILE
+    if metrics_path.is_file():
+        try:
+            run.metrics = {k: float(v) for k, v in json.loads(metrics_path.read_text()).items()}
+            run.status = "completed"
+            return run
+        except (OSError, json.JSONDecodeError, TypeError, ValueError) as e:
+            run.status, run.error = "failed", f"unreadable {metrics_path}: {e}"
+            return run
+    if status is not None and status.get("status") == "failed":
+        run.status, run.error = "failed", status.get("error") or "failed (no message)"
+        return run
+    logged = _failure_in_logs(job_dir)
+    if logged is not None:
+        run.status, run.error = "failed", logged
+    elif status is not None and status.get("status") == "running":
+        run.status = "running"
+        run.error = f"started {status.get('started', '?')} on {status.get('host', '?')} (pid {status.get('pid', '?')}); still running, or killed"
+    elif status is not None and status.get("status") == "completed":
+        run.status, run.error = "no metrics", "the job ended without writing metrics.json (test=false?)"
+    return run
+
+
+def expected_overrides(multirun_dir: str | os.PathLike) -> list[list[str]] | None:
+    """The grid of a basic-sweeper multirun (job num -> overrides) from its ``multirun.yaml``.
+
+    None when there is no multirun.yaml, the sweeper is not Hydra's basic one (Optuna decides its
+    trials as it goes), or Hydra is not installed.
+    """
+    path = Path(multirun_dir) / "multirun.yaml"
+    if not path.is_file():
+        return None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+    except ImportError:
+        return None
+    cfg = _load_yaml(path) or {}
+    hydra_cfg = cfg.get("hydra", {})
+    sweeper = hydra_cfg.get("sweeper", {}) or {}
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    args = list(hydra_cfg.get("overrides", {}).get("task", []) or [])
+    try:
+        parsed = OverridesParser.create().parse_overrides(params + args)
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except Exception as e:  # a grammar this Hydra cannot parse: report the jobs that exist
+        log.warning("cannot expand the sweep grid of %s: %s", path, e)
+        return None
+    return [list(job) for batch in batches for job in batch]
+
+
+def collect_runs(multirun_dir: str | os.PathLike) -> list[Run]:
+    """Every job of a multirun folder, in job order, labelled by the overrides that vary."""
+    root = Path(multirun_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"multirun folder {root} does not exist; expected e.g. outputs/train/multirun/<time>")
+    runs = [read_run(d) for d in find_job_dirs(root)]
+    grid = expected_overrides(root)
+    if grid is not None:
+        seen = {r.num for r in runs}
+        for num, overrides in enumerate(grid):
+            if num not in seen:
+                runs.append(Run(num=num, path=None, overrides=overrides, status="not started"))
+    if not runs:
+        raise FileNotFoundError(
+            f"no Hydra job folders (with .hydra/config.yaml) under {root}: is it a multirun folder "
+            "(outputs/<task>/multirun/<time>) written by hih-train -m?"
+        )
+    runs.sort(key=lambda r: (r.num is None, r.num if r.num is not None else 0, str(r.path)))
+    for run, label in zip(runs, run_labels(runs)):
+        run.label = label
+    return runs
+
+
+def run_labels(runs: Sequence[Run]) -> list[str]:
+    """Each run's overrides that differ between runs (``model=hih_c model.stacks=2``)."""
+    parsed = [dict(o.lstrip("+~").partition("=")[::2] for o in r.overrides) for r in runs]
+    keys: list[str] = []
+    for p in parsed:
+        keys += [k for k in p if k not in keys]
+    varying = [k for k in keys if len({p.get(k) for p in parsed}) > 1]
+    labels = []
+    for r, p in zip(runs, parsed):
+        parts = [f"{k}={p[k]}" for k in varying if k in p]
+        labels.append(" ".join(parts) or r.model or (f"job {r.num}" if r.num is not None else str(r.path)))
+    return labels
+
+
+# -------------------------------------------------------------------------------------- tables
+def subset_order(runs: Sequence[Run], stage: str = "test") -> list[str]:
+    """Subsets present in the runs' metrics: full set first, then the layout's order."""
+    found: set[str] = set()
+    for r in runs:
+        for key in r.metrics:
+            parts = key.split("/")
+            if parts[0] == stage and len(parts) == 3:
+                found.add(parts[2])
+    order: list[str] = []
+    for r in runs:
+        layout = r.value("data.layout")
+        if layout:
+            try:
+                from hih.data.layouts import get_layout
+
+                order = [s for s in get_layout(str(layout)).subset_names if s in found]
+                break
+            except (KeyError, ValueError):
+                pass
+    return ["full"] + order + sorted(found - set(order))
+
+
+def metric_families(runs: Sequence[Run], stage: str = "test") -> list[str]:
+    """nme, fr_10, auc_10 (paper order), then the variants found (nme_integer, ...)."""
+    names = {k.split("/")[1] for r in runs for k in r.metrics if k.startswith(stage + "/") and k.count("/") >= 1}
+    base = [m for m in METRICS if m in names] or sorted(n for n in names if "_integer" not in n)
+    variants = [f"{m}_integer" for m in METRICS if f"{m}_integer" in names]
+    rest = sorted(names - set(base) - set(variants))
+    return base + variants + rest
+
+
+def metric_table(runs: Sequence[Run], metric: str, stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """Rows = runs, columns = full set and subsets of one metric (Tables 1, 2, 5, 7, 8 layout).
+
+    Runs without this metric (not finished, or no integer heatmap for ``*_integer``) show their
+    status in place of numbers, so no run disappears from a table.
+    """
+    subsets = subset_order(runs, stage)
+    header = ["run", "model", "status"] + [SUBSET_LABELS.get(s, s) for s in subsets]
+    rows = []
+    for r in runs:
+        values = [r.metrics.get(f"{stage}/{metric}" + ("" if s == "full" else f"/{s}")) for s in subsets]
+        if r.status == "completed" and all(v is None for v in values) and metric.endswith("_integer"):
+            continue  # e.g. the baseline in the integer-only table: it has no separate integer decode
+        rows.append([r.label, r.model, r.status] + values)
+    return header, rows
+
+
+def summary_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """One row per run: full-set NME / FR / AUC (and integer-only NME), status and what went wrong."""
+    families = [m for m in metric_families(runs, stage) if m in METRICS or m == "nme_integer"]
+    header = ["job", "run", "model", "status"] + families + ["folder / error"]
+    rows = []
+    for r in runs:
+        where = r.error or (str(r.path) if r.path else "")
+        rows.append([r.num, r.label, r.model, r.status] + [r.metrics.get(f"{stage}/{m}") for m in families] + [where])
+    return header, rows
+
+
+def _fmt(value: Any, column: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.3f}" if "auc" in column else f"{value:.2f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], metric: str = "") -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(v, metric or h) for v, h in zip(row, header)) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return path
+
+
+TITLES = {
+    "nme": "NME (%) ↓ (Tables 1, 5, 8)",
+    "fr_10": "FR@10 (%) ↓ (Tables 2, 5)",
+    "auc_10": "AUC@10 ↑ (Tables 2, 5)",
+    "nme_integer": "NME (%) ↓, integer heatmap only (Table 7)",
+    "fr_10_integer": "FR@10 (%) ↓, integer heatmap only (Table 7)",
+    "auc_10_integer": "AUC@10 ↑, integer heatmap only (Table 7)",
+}
+
+
+# --------------------------------------------------------------------------------------- plots
+def plot_runs(runs: Sequence[Run], path: str | os.PathLike, metric: str = "nme", stage: str = "test", title: str | None = None) -> Path | None:
+    """Bar chart of one full-set metric per completed run (the per-head comparison of Table 5)."""
+    done = [r for r in runs if f"{stage}/{metric}" in r.metrics]
+    if not done:
+        return None
+    values = [r.metrics[f"{stage}/{metric}"] for r in done]
+    fig, ax = _figure((max(4.0, 0.9 * len(done) + 2), 4))
+    bars = ax.bar(range(len(done)), values, color="tab:blue")
+    ax.bar_label(bars, labels=[_fmt(v, metric) for v in values], fontsize=7)
+    ax.set_xticks(range(len(done)), [r.label for r in done], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel(f"{metric} ({'fraction' if 'auc' in metric else '%'})")
+    missing = [r for r in runs if r not in done]
+    ax.set_title(title or f"{stage} {metric} per run" + (f" ({len(missing)} without results)" if missing else ""), fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_decimal(runs: Sequence[Run], path: str | os.PathLike, metric: str = "nme", stage: str = "test") -> Path | None:
+    """NME against the decimal heatmap resolution (Table 8), one line per (model, stacks); None
+    unless the completed HIH runs use at least two resolutions."""
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for r in runs:
+        size = r.value("model.decimal_size")
+        head = str(r.value("model.net.head") or "")
+        if f"{stage}/{metric}" not in r.metrics or size is None or not head.startswith("hih"):
+            continue
+        groups.setdefault(f"{r.model} ({r.value('model.stacks') or 1} stack)", []).append((int(size), r.metrics[f"{stage}/{metric}"]))
+    if len({s for pts in groups.values() for s, _ in pts}) < 2:
+        return None
+    fig, ax = _figure((5, 4))
+    for name, pts in sorted(groups.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
+    sizes = sorted({s for pts in groups.values() for s, _ in pts})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [f"{s}x{s}" for s in sizes])
+    ax.set_xlabel("decimal heatmap resolution")
+    ax.set_ylabel(f"{stage} {metric} (%)")
+    ax.set_title("NME against decimal resolution (Table 8)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _figure(size: tuple[float, float]):
+    # A bare Figure, not pyplot: no global backend switch (notebooks keep theirs), works headless.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=120)
+    return fig, fig.add_subplot()
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+# -------------------------------------------------------------------------------------- report
+@dataclass
+class Report:
+    runs: list[Run]
+    markdown: Path
+    csvs: dict[str, Path]
+    plots: dict[str, Path]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.runs:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, stage: str = "test", plots: bool = True) -> Report:
+    """Read a multirun folder and write ``report.md``, ``runs.csv``, one CSV per metric table and the plots.
+
+    output_dir defaults to ``<multirun_dir>/report``. Returns what was written.
+    """
+    root = Path(multirun_dir)
+    runs = collect_runs(root)
+    out = Path(output_dir) if output_dir is not None else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    sections = [
+        f"# Sweep report: {root}",
+        "",
+        f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
+        "NME and FR in percent, AUC as a fraction (paper layout); rows are labelled by the overrides that vary.",
+        "",
+        "## Runs",
+        "",
+    ]
+    header, rows = summary_table(runs, stage)
+    csvs = {"runs": write_csv(out / "runs.csv", *all_metrics_table(runs, stage))}
+    sections += [to_markdown(header, rows), ""]
+    for metric in metric_families(runs, stage):
+        header, rows = metric_table(runs, metric, stage)
+        if not rows:
+            continue
+        csvs[metric] = write_csv(out / f"{metric}.csv", header, rows)
+        sections += [f"## {TITLES.get(metric, metric)}", "", to_markdown(header, rows, metric), ""]
+    written: dict[str, Path] = {}
+    if plots:
+        for name, fn in (("runs", lambda p: plot_runs(runs, p, "nme", stage)), ("decimal", lambda p: plot_decimal(runs, p, "nme", stage))):
+            path = fn(out / f"{name}_nme.png")
+            if path is not None:
+                written[name] = path
+                sections += [f"![{name}]({path.name})", ""]
+    markdown = out / "report.md"
+    markdown.write_text("\n".join(sections))
+    return Report(runs, markdown, csvs, written)
+
+
+def all_metrics_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """Wide CSV: job, label, model, status, overrides, error, then every metric key of any run."""
+    keys = sorted({k for r in runs for k in r.metrics if k.startswith(stage + "/")})
+    header = ["job", "run", "model", "status", "overrides", "error", "folder"] + keys
+    rows = [[r.num, r.label, r.model, r.status, " ".join(r.overrides), r.error, str(r.path or "")] + [r.metrics.get(k) for k in keys] for r in runs]
+    return header, rows

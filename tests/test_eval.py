@@ -1,0 +1,167 @@
+"""hih-eval reproduces hih-train's test metrics from a saved checkpoint.
+
+One tiny run of the real ``hih-train`` console script (a subprocess: hydra.run.dir, the
+``${hydra:runtime.output_dir}`` run dir, .hydra/overrides.yaml, the console output) is shared by
+every test here, trained once per session even under pytest-xdist. ``hih-eval`` runs through its
+Hydra entry point in-process, and as the plain ``hih.pipeline.evaluate``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from hih.checkpoints import CheckpointMismatchError
+from hih.data.synthetic import ensure_synthetic
+from hih.pipeline import compose, evaluate, train
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+TIMEOUT = 300
+
+N_TRAIN, N_TEST = 24, 12  # tiny() and the pre-made set must agree, or the run regenerates it
+
+
+def tiny(data_dir, *extra: str) -> list[str]:
+    """Overrides for a run of a few seconds on the CPU: 24/12 faces at 64 px, 16-channel nets, one epoch."""
+    return [
+        f"paths.data_dir={data_dir}",
+        "data.input_size=64",
+        "data.heatmap_size=16",
+        f"data.datamodule.n_train={N_TRAIN}",
+        f"data.datamodule.n_test={N_TEST}",
+        "data.datamodule.batch_size=8",
+        "data.datamodule.num_workers=0",
+        "model.channels=16",
+        "model.head_width=16",
+        "trainer.max_epochs=1",
+        "trainer.log_every_n_steps=1",
+        "plot_samples=2",
+        *extra,
+    ]
+
+
+def run_cli(script: str, overrides: list[str]) -> subprocess.CompletedProcess:
+    # One thread, as in-process tests use: the same float order, so metrics compare exactly.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    proc = subprocess.run([str(BIN / script), *overrides], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, worker_id):
+    """(run dir, overrides, stdout) of one hih-train run; xdist workers share it through a file lock."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the session's folder, common to all workers
+    run, data = root / "eval_train_run", root / "eval_faces"
+    overrides = tiny(data, "model=hih_c")
+    with FileLock(str(root / "eval_train_run.lock")):
+        log = run / "stdout.txt"
+        if not log.is_file():
+            # Made here, serially: the CLI would use a forked pool (see test_train_e2e's data_dir).
+            ensure_synthetic(data / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
+            proc = run_cli("hih-train", [*overrides, f"hydra.run.dir={run}"])
+            log.write_text(proc.stdout)
+    return run, overrides, log.read_text()
+
+
+def best_checkpoint(run: Path) -> Path:
+    """The checkpoint hih-train tested: the ModelCheckpoint's best (one epoch: the only epoch_*.ckpt)."""
+    (best,) = sorted((run / "checkpoints").glob("epoch_*.ckpt"))
+    return best
+
+
+def metrics_of(run: Path) -> dict[str, float]:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_train_cli_writes_and_prints_its_results(trained):
+    run, overrides, stdout = trained
+    metrics = metrics_of(run)
+    assert {"test/nme", "test/fr_10", "test/auc_10", "test/nme/pose"} <= set(metrics)
+    for name in ("ced.png", "predictions.png", "checkpoints/last.ckpt", ".hydra/config.yaml", "train.log"):
+        assert (run / name).is_file(), name
+    # The console gets the results table and where the files went.
+    assert "hih_c on synthetic" in stdout and "expression" in stdout
+    assert f"{metrics['test/nme']:.2f}" in stdout
+    assert f"metrics: {run / 'metrics.json'}" in stdout
+    assert str(run / "ced.png") in stdout and str(run / "predictions.png") in stdout
+
+
+def test_evaluate_reproduces_the_training_metrics(trained, tmp_path):
+    run, overrides, _ = trained
+    cfg = compose("eval", [*overrides, f"ckpt_path={best_checkpoint(run)}"], output_dir=tmp_path)
+    metrics = evaluate(cfg)
+    expected = metrics_of(run)
+    assert set(metrics) == set(expected)
+    assert metrics == pytest.approx(expected, rel=0, abs=1e-6)
+    assert metrics_of(tmp_path) == metrics
+    assert (tmp_path / "ced.png").is_file() and (tmp_path / "predictions.png").is_file()
+
+
+@pytest.fixture
+def hydra_logging_restored():
+    """An in-process Hydra app points the root logger at its run dir: put the handlers back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:], root.level = handlers, level
+
+
+def test_eval_cli_reproduces_the_training_metrics(trained, tmp_path, monkeypatch, capsys, hydra_logging_restored):
+    from hih.cli import eval as eval_cli
+
+    # The hih-eval console script's own entry point (a Hydra app), in-process to spare a Python start.
+    run, overrides, _ = trained
+    out = tmp_path / "eval"
+    monkeypatch.setattr(sys, "argv", ["hih-eval", *overrides, f"ckpt_path={best_checkpoint(run)}", f"hydra.run.dir={out}"])
+    eval_cli.main()
+    expected = metrics_of(run)
+    assert set(metrics_of(out)) == set(expected)
+    assert metrics_of(out) == pytest.approx(expected, rel=0, abs=1e-6)
+    assert (out / "eval.log").is_file() and (out / ".hydra" / "overrides.yaml").is_file()
+    assert f"metrics: {out / 'metrics.json'}" in capsys.readouterr().out
+
+
+def test_train_without_fitting_tests_the_given_checkpoint(trained, tmp_path):
+    run, overrides, _ = trained
+    cfg = compose("train", [*overrides, "train=false", f"ckpt_path={best_checkpoint(run)}"], output_dir=tmp_path)
+    assert train(cfg) == pytest.approx(metrics_of(run), rel=0, abs=1e-6)
+
+
+def test_eval_with_another_model_config_names_the_training_overrides(trained, tmp_path):
+    run, overrides, _ = trained
+    cfg = compose("eval", [*overrides, "model=wov", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"], output_dir=tmp_path)
+    with pytest.raises(CheckpointMismatchError) as err:
+        evaluate(cfg)
+    message = str(err.value)
+    assert "does not fit this model configuration" in message
+    assert str(run / ".hydra" / "overrides.yaml") in message and "model=hih_c" in message
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_eval_without_a_checkpoint_is_a_clear_error(trained, tmp_path):
+    _, overrides, _ = trained
+    cfg = compose("eval", [*overrides, f"ckpt_path={tmp_path / 'nope.ckpt'}"], output_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        evaluate(cfg)
+
+
+def test_eval_defaults_fit_the_train_defaults():
+    # `make train` then `hih-eval ckpt_path=...`: both compose the same model and data.
+    train_cfg, eval_cfg = compose("train", output_dir="/tmp/unused"), compose("eval", output_dir="/tmp/unused")
+    for key in ("model", "data"):
+        assert train_cfg[key] == eval_cfg[key], key
