@@ -19,10 +19,19 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling refused or corrupt file: say which file
-        raise RuntimeError(f"cannot load checkpoint {path} as plain tensors (weights_only=True): {err}") from err
+        raise RuntimeError(f"cannot load checkpoint {path} as plain tensors (weights_only=True): {_reason(err)}") from err
     if not isinstance(ckpt, dict):
         raise RuntimeError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict with 'state_dict'")
     return ckpt.get("state_dict", ckpt)
+
+
+def _reason(err: Exception) -> str:
+    """torch's own message, less its advice to retry with weights_only=False (which would run the code)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in lines:
+        if "WeightsUnpickler error" in ln or "GLOBAL" in ln:
+            return ln + " The file holds pickled objects beyond tensors; hih refuses to execute them."
+    return lines[0] if lines else type(err).__name__
 
 
 def load_weights(module: nn.Module, path: str | Path) -> None:
