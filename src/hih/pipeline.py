@@ -198,7 +198,7 @@ def draw_samples(module, datamodule, path: Path, count: int) -> Path | None:
 
 def _log_figures(loggers: list, plots: dict[str, Path], metrics: dict[str, float]) -> None:
     """W&B gets the plots as images and the results as a table; other loggers have the files."""
-    from hih.analysis.results import _column_order, split_metrics
+    from hih.analysis.results import column_order, split_metrics
 
     for lg in loggers:
         if type(lg).__name__ != "WandbLogger":
@@ -207,5 +207,5 @@ def _log_figures(loggers: list, plots: dict[str, Path], metrics: dict[str, float
             lg.log_image(key, [str(path)])
         rows = split_metrics(metrics, "test")
         # Same column order as the console table: nme, fr, auc, then the integer-only variants.
-        columns = sorted({c for r in rows.values() for c in r}, key=_column_order)
+        columns = sorted({c for r in rows.values() for c in r}, key=column_order)
         lg.log_table("test/results", columns=["subset", *columns], data=[[s, *(r.get(c) for c in columns)] for s, r in rows.items()])

@@ -54,7 +54,7 @@ def _fmt(value: float | None, digits: int) -> str:
 def results_table(metrics: Mapping[str, float], stage: str = "test", title: str | None = None) -> Table:
     """A rich table: one row per subset; NME and FR in percent, AUC as a fraction (paper layout)."""
     rows = split_metrics(metrics, stage)
-    columns = sorted({c for row in rows.values() for c in row}, key=_column_order)
+    columns = sorted({c for row in rows.values() for c in row}, key=column_order)
     table = Table(title=title or f"{stage} results")
     table.add_column("subset")
     for column in columns:
@@ -64,7 +64,7 @@ def results_table(metrics: Mapping[str, float], stage: str = "test", title: str 
     return table
 
 
-def _column_order(name: str) -> tuple[int, int, str]:
+def column_order(name: str) -> tuple[int, int, str]:
     # nme, fr, auc of the full decode first; variants such as "nme_integer" after them.
     variant = name.split("_", 2)[-1] if name.count("_") >= (1 if name.startswith("nme") else 2) else ""
     for rank, prefix in enumerate(("nme", "fr", "auc")):
