@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
@@ -19,6 +18,7 @@ from omegaconf.errors import InterpolationResolutionError
 from hih.analysis.plots import plot_ced, plot_predictions
 from hih.analysis.results import print_results, write_metrics
 from hih.checkpoints import CheckpointMismatchError, load_weights
+from hih.metrics import per_sample_nme
 
 
 @dataclass
@@ -186,14 +186,12 @@ def draw_samples(module, datamodule, path: Path, count: int) -> Path | None:
     module.eval()
     device = next(module.parameters()).device
     output = module.net(batch["image"].to(device))
-    pred = module.codec.decode(output.for_codec()).cpu().numpy()
-    target = batch["landmarks"].numpy()
+    pred = module.codec.decode(output.for_codec()).float().cpu()
+    nme = per_sample_nme(pred, batch["landmarks"], module.norm_pair).numpy()
     landmark = int(module.norm_pair[0])  # an eye corner: well defined on every layout
     heat = output.heatmaps[-1][:, landmark].float().cpu().numpy()
     dec = output.head[:, landmark].float().cpu().numpy() if output.head_key == "decimal" else None
-    norm = np.linalg.norm(target[:, module.norm_pair[0]] - target[:, module.norm_pair[1]], axis=-1)
-    nme = 100 * np.linalg.norm(pred - target, axis=-1).mean(-1) / np.maximum(norm, 1e-6)
-    return plot_predictions(batch["image"].numpy(), target, pred, path, heat, dec, landmark, nme)
+    return plot_predictions(batch["image"].numpy(), batch["landmarks"].numpy(), pred.numpy(), path, heat, dec, landmark, nme)
 
 
 def _log_figures(loggers: list, plots: dict[str, Path], metrics: dict[str, float]) -> None:

@@ -82,19 +82,14 @@ def plot_predictions(
         ax.axis("off")
         if i == 0:
             ax.legend(fontsize=6, loc="upper right")
-        col = 1
+        panels = []
         if heatmaps is not None:
-            hm = heatmaps[i]
-            ax = axes[i, col]
-            ax.imshow(hm, cmap="magma", extent=(0, hm.shape[1], hm.shape[0], 0))
-            ax.set_title(f"integer heatmap, landmark {landmark}", fontsize=8)
-            ax.axis("off")
-            col += 1
+            panels.append((heatmaps[i], "magma", f"integer heatmap, landmark {landmark}"))
         if decimals is not None:
-            dm = decimals[i]
-            ax = axes[i, col]
-            ax.imshow(dm, cmap="viridis", extent=(0, dm.shape[1], dm.shape[0], 0))
-            ax.set_title(f"decimal heatmap {dm.shape[0]}x{dm.shape[1]}", fontsize=8)
+            panels.append((decimals[i], "viridis", f"decimal heatmap {decimals.shape[1]}x{decimals.shape[2]}"))
+        for ax, (grid, cmap, name) in zip(axes[i, 1:], panels):
+            ax.imshow(grid, cmap=cmap, extent=(0, grid.shape[1], grid.shape[0], 0))
+            ax.set_title(name, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
     return _save(fig, path)

@@ -18,6 +18,7 @@ import torch
 from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.codecs.base import Codec
 from hih.data.geometry import apply_affine, crop_matrix
+from hih.metrics import per_sample_nme
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,7 @@ def ideal_nme(codec: Codec, labels: torch.Tensor, truth: torch.Tensor, norm_pair
         outputs = {"heatmap": targets["heatmap"]}
         if codec.head_key is not None:
             outputs[codec.head_key] = targets[codec.head_key]
-        pred = codec.decode(outputs)
-        norm = (gt[:, norm_pair[0]] - gt[:, norm_pair[1]]).norm(dim=-1).clamp_min(1e-6)
-        errs.append(100 * (pred - gt).norm(dim=-1).mean(-1) / norm)
+        errs.append(per_sample_nme(codec.decode(outputs), gt, norm_pair))
     return torch.cat(errs)
 
 

@@ -139,6 +139,12 @@ def _world() -> tuple[int, int]:
     return 1, 0
 
 
+def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """Explicit (num_replicas, rank), defaulting to the initialised process group."""
+    world, me = _world()
+    return (world if num_replicas is None else num_replicas), (me if rank is None else rank)
+
+
 class EpochSampler(DistributedSampler):
     """Shuffles with ``seed + epoch``, shards by rank, and yields ``epoch * len(dataset) + index``.
 
@@ -156,11 +162,9 @@ class EpochSampler(DistributedSampler):
         num_replicas: int | None = None,
         rank: int | None = None,
     ):
-        world, me = _world()
         super().__init__(
             dataset,
-            num_replicas=world if num_replicas is None else num_replicas,
-            rank=me if rank is None else rank,
+            *_replicas(num_replicas, rank),
             shuffle=shuffle,
             seed=seed,
             drop_last=drop_last,
@@ -244,11 +248,9 @@ class ShardSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None):
-        world, me = _world()
         super().__init__(
             dataset,
-            num_replicas=world if num_replicas is None else num_replicas,
-            rank=me if rank is None else rank,
+            *_replicas(num_replicas, rank),
             shuffle=False,
             drop_last=False,
         )
