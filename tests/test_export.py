@@ -9,7 +9,7 @@ from hih.pipeline import compose
 TINY = ["data.input_size=64", "data.heatmap_size=16", "model.channels=16", "model.head_width=16", "model.decimal_size=4"]
 
 
-@pytest.mark.parametrize("model,dynamo", [("hih_c", False), ("wov", False), pytest.param("hih_c", True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("model,dynamo", [("hih_c", False), ("hih_l", False), ("wov", False), pytest.param("hih_c", True, marks=pytest.mark.slow)])
 def test_onnx_round_trip_within_1e4(tmp_path, model, dynamo):
     onnx = pytest.importorskip("onnx")
     from hih.cli.export import export
@@ -20,7 +20,7 @@ def test_onnx_round_trip_within_1e4(tmp_path, model, dynamo):
     onnx.checker.check_model(str(path))
     batch = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param, "the batch dimension must be dynamic"
-    head = {"hih_c": "decimal", "wov": "offset"}[model]
+    head = {"hih_c": "decimal", "hih_l": "decimal", "wov": "offset"}[model]
     assert diffs["heatmap"] <= 1e-4 and diffs[head] <= 1e-4 and diffs["landmarks"] <= 1e-4
     assert diffs["argmax_ties"] < 4 * 98  # most landmarks were compared
 

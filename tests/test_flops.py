@@ -50,7 +50,7 @@ def test_cli_writes_flops_json_matching_the_model(tmp_path: Path, monkeypatch, c
 
 
 def test_every_model_config_composes_and_instantiates() -> None:
-    for name in ["baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t"]:
+    for name in ["baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t", "hih_l"]:
         cfg = composed([f"model={name}", "model.net.channels=16", "data.input_size=64", "data.heatmap_size=16"])
         assert cfg.model.name == name
         assert set(cfg.model.loss) >= {"heatmap", "head"}

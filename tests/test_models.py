@@ -16,6 +16,7 @@ TINY = {  # widths small enough for CPU tests
     "none": {},
     "hih_c": {"width": 16},
     "hih_t": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "head_width": 8},
+    "hih_l": {"width": 16, "reduced": 4},
     "wov": {"width": 8},
     "wom": {"width": 8},
 }
@@ -40,6 +41,7 @@ def expected_head_shape(head: str, batch: int, decimal_size: int) -> tuple[int, 
         "none": None,
         "hih_c": (batch, N, decimal_size, decimal_size),
         "hih_t": (batch, N, decimal_size, decimal_size),
+        "hih_l": (batch, N, decimal_size, decimal_size),
         "wov": (batch, N, 2),
         "wom": (batch, 2, H, H),
     }[head]
@@ -80,7 +82,7 @@ def test_gradients_reach_every_parameter(head: str) -> None:
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-@pytest.mark.parametrize("head", ["hih_c", "hih_t", "wov", "wom", "none"])
+@pytest.mark.parametrize("head", ["hih_c", "hih_t", "hih_l", "wov", "wom", "none"])
 def test_loss_falls_with_adam(head: str) -> None:
     torch.manual_seed(1)
     net = tiny_net(head, input_size=64).train()

@@ -22,6 +22,7 @@ HEAD_KWARGS = {
     "none": {},
     "hih_c": {"width": 16},
     "hih_t": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "head_width": 16},
+    "hih_l": {"width": 16, "reduced": 4},
     "wov": {"width": 16},
     "wom": {"width": 16},
 }
@@ -33,6 +34,7 @@ METHODS = {
     "wom": ("wom", lambda: OffsetMapCodec(S, S // 4)),
     "hih_c": ("hih_c", lambda: HIHCodec(S, S // 4, decimal_size=DEC)),
     "hih_t": ("hih_t", lambda: HIHCodec(S, S // 4, decimal_size=DEC)),
+    "hih_l": ("hih_l", lambda: HIHCodec(S, S // 4, decimal_size=DEC)),
 }
 
 

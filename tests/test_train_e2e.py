@@ -18,7 +18,7 @@ from hih.pipeline import compose, output_dir, train
 
 pytestmark = pytest.mark.slow
 
-HEADS = ["baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t"]
+HEADS = ["baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t", "hih_l"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)

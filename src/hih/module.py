@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from hih.codecs.base import Codec
+from hih.codecs.common import to_heatmap_coords
 from hih.losses import compute_losses, resolve_loss_weights
 from hih.metrics import FaceAlignmentMetrics, per_sample_nme
 from hih.models.output import ModelOutput
@@ -164,10 +165,16 @@ class FaceAlignmentModule(L.LightningModule):
         return (int(norm_pair[0]), int(norm_pair[1])), tuple(str(s) for s in subset_names)
 
     # ------------------------------------------------------------------ forward / steps
-    def forward(self, image: Tensor) -> ModelOutput:
+    def forward(self, image: Tensor, cells: Tensor | None = None) -> ModelOutput:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        return self.net(image)
+        return self.net(image, cells) if cells is not None else self.net(image)
+
+    def _train_cells(self, landmarks: Tensor) -> Tensor | None:
+        """Ground-truth integer cells floor(u) for heads that read around them (HIH_L), else None."""
+        if not getattr(self.net, "wants_cells", False):
+            return None
+        return to_heatmap_coords(landmarks, self.codec.input_size, self.codec.heatmap_size).cell
 
     def _encode(self, landmarks: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
@@ -180,7 +187,9 @@ class FaceAlignmentModule(L.LightningModule):
         return self.codec.decode(output.for_codec()).float()
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        output = self(batch["image"])
+        cells = self._train_cells(batch["landmarks"])
+        # forward(image) alone unless the head needs the cells: subclasses may override forward(image).
+        output = self(batch["image"]) if cells is None else self(batch["image"], cells)
         losses = self._losses(output, batch)
         if self.check_finite:
             self._check_losses(losses, batch_idx)

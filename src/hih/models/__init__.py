@@ -1,7 +1,7 @@
-"""Stacked hourglass backbone, compensation heads (HIH_C, HIH_T, WOV, WOM) and the assembled net."""
+"""Stacked hourglass backbone, compensation heads (HIH_C, HIH_T, WOV, WOM; HIH_L beyond the paper) and the assembled net."""
 
 from hih.models.complexity import count
-from hih.models.heads import HIHCHead, HIHTHead, WOMHead, WOVHead
+from hih.models.heads import HIHCHead, HIHLHead, HIHTHead, WOMHead, WOVHead
 from hih.models.hourglass import Hourglass, StackedHourglass, TimmBackbone
 from hih.models.net import HEAD_KEYS, LandmarkNet, build_net
 from hih.models.output import ModelOutput
@@ -9,6 +9,7 @@ from hih.models.output import ModelOutput
 __all__ = [
     "HEAD_KEYS",
     "HIHCHead",
+    "HIHLHead",
     "HIHTHead",
     "Hourglass",
     "LandmarkNet",

@@ -1,6 +1,7 @@
 """Compensation heads: they read the fused map (B, C, H, W) and recover what the integer heatmap loses.
 
 - :class:`HIHCHead` / :class:`HIHTHead`: decimal heatmaps (B, N, h_o, w_o) (sec. 3.2.2, CNN / Transformer);
+- :class:`HIHLHead`: decimal heatmaps read from a window around each landmark's integer cell (not in the paper);
 - :class:`WOVHead`: offset values (B, N, 2) in heatmap cells ("with offset value", sec. 3.3);
 - :class:`WOMHead`: a shared x/y offset map (B, 2, H, W) ("with offset map", sec. 3.3).
 
@@ -110,6 +111,62 @@ class HIHTHead(nn.Module):
         b, d, h, w = tokens.shape
         y = self.norm(self.blocks(tokens.flatten(2).transpose(1, 2) + self.pos_embed))  # (B, h_o*w_o, D)
         return self.head(y.transpose(1, 2).reshape(b, d, h, w))
+
+
+class HIHLHead(nn.Module):
+    """Local decimal-heatmap head (an extension, not in the paper). -> (B, N, decimal_size, decimal_size).
+
+    The paper's heads must map "landmark n is somewhere in the H x W map" to a d x d map whose cells
+    mean sub-cell offsets, not places: the CNN's output cell (i, j) sees only part of the map, so the
+    backbone has to broadcast every landmark's offset everywhere (scripts/decimal_probe.py measures
+    what that costs to learn). This head instead reads, for landmark n, a ``window`` x ``window``
+    patch centred on its integer cell: ``reduced`` 1x1-compressed fusion channels plus landmark n's
+    own integer heatmap, through a shared MLP with a per-landmark bias -> d*d logits.
+
+    forward(fused (B, C, H, W), heatmap (B, N, H, W), cells (B, N, 2) long (x, y) or None).
+    ``cells`` None reads around argmax(heatmap) (inference); training passes the ground-truth cells
+    floor(u) (teacher forcing) so each target offset is relative to the window's centre cell,
+    exactly as the decimal target (eq. 1-3) is relative to floor(u).
+    """
+
+    reads_heatmap = True
+
+    def __init__(self, in_channels: int, num_landmarks: int, decimal_size: int = 8, width: int = 128, window: int = 5, reduced: int = 16):
+        super().__init__()
+        if window < 1 or window % 2 == 0:
+            raise ValueError(f"window must be a positive odd number of cells, got {window}")
+        self.decimal_size = decimal_size
+        self.window = window
+        self.reduce = ConvBNReLU(in_channels, reduced, 1)
+        self.fc1 = nn.Linear((reduced + 1) * window * window, width)
+        self.landmark_bias = nn.Parameter(torch.zeros(num_landmarks, width))
+        self.fc2 = nn.Linear(width, decimal_size * decimal_size)
+        init_small_normal(self.reduce)
+        nn.init.normal_(self.fc2.weight, std=0.001)
+        nn.init.zeros_(self.fc2.bias)
+
+    def _windows(self, maps: Tensor, cells: Tensor) -> Tensor:
+        """maps (B, K, H, W), cells (B, N, 2) -> (B, N, K, window * window), zero outside the map."""
+        r = self.window // 2
+        b, k, h, w = maps.shape
+        padded = nn.functional.pad(maps, (r, r, r, r)).flatten(2)  # (B, K, (H+2r)(W+2r))
+        steps = torch.arange(self.window, device=maps.device)
+        ys = cells[..., 1, None, None] + steps[:, None]  # (B, N, win, 1), already offset by the padding
+        xs = cells[..., 0, None, None] + steps[None, :]
+        index = (ys * (w + 2 * r) + xs).flatten(2)  # (B, N, win*win)
+        n = cells.shape[1]
+        return padded.unsqueeze(1).expand(b, n, k, -1).gather(3, index.unsqueeze(2).expand(b, n, k, -1))
+
+    def forward(self, fused: Tensor, heatmap: Tensor, cells: Tensor | None = None) -> Tensor:
+        b, n, h, w = heatmap.shape
+        if cells is None:
+            flat = heatmap.detach().flatten(2).argmax(-1)
+            cells = torch.stack((flat % w, torch.div(flat, w, rounding_mode="floor")), dim=-1)
+        cells = cells.long()
+        feats = self._windows(self.reduce(fused), cells).flatten(2)  # (B, N, reduced * win^2)
+        own = self._windows(heatmap.reshape(b * n, 1, h, w), cells.reshape(b * n, 1, 2)).reshape(b, n, -1)
+        z = torch.relu(self.fc1(torch.cat((feats, own), dim=-1)) + self.landmark_bias)
+        return self.fc2(z).view(b, n, self.decimal_size, self.decimal_size)
 
 
 class _ConvStack(nn.Module):

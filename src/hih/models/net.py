@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hih.models.heads import HIHCHead, HIHTHead, WOMHead, WOVHead
+from hih.models.heads import HIHCHead, HIHLHead, HIHTHead, WOMHead, WOVHead
 from hih.models.hourglass import StackedHourglass, TimmBackbone
 from hih.models.layers import init_small_normal
 from hih.models.output import ModelOutput
 
 #: head name -> key of its output in ModelOutput / codec inputs.
-HEAD_KEYS: dict[str, str | None] = {"none": None, "hih_c": "decimal", "hih_t": "decimal", "wov": "offset", "wom": "offset_map"}
+HEAD_KEYS: dict[str, str | None] = {"none": None, "hih_c": "decimal", "hih_t": "decimal", "hih_l": "decimal", "wov": "offset", "wom": "offset_map"}
 
 
 class LandmarkNet(nn.Module):
-    """forward(image (B, 3, S, S)) -> ModelOutput(heatmaps=[stacks x (B, N, S/4, S/4)], head, head_key)."""
+    """forward(image (B, 3, S, S), cells=None) -> ModelOutput(heatmaps=[stacks x (B, N, S/4, S/4)], head, head_key).
+
+    ``cells`` (B, N, 2) long: ground-truth integer cells for heads that read around them
+    (``reads_heatmap``, HIH_L); other heads ignore it.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module | None, head_key: str | None, input_size: int):
         super().__init__()
@@ -23,11 +27,21 @@ class LandmarkNet(nn.Module):
         self.head_key = head_key
         self.input_size = input_size
 
-    def forward(self, image: Tensor) -> ModelOutput:
+    @property
+    def wants_cells(self) -> bool:
+        """True when training should pass the ground-truth integer cells (teacher forcing)."""
+        return bool(getattr(self.head, "reads_heatmap", False))
+
+    def forward(self, image: Tensor, cells: Tensor | None = None) -> ModelOutput:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"expected an image batch (B, 3, S, S), got shape {tuple(image.shape)}")
         heatmaps, fused = self.backbone(image)
-        head = self.head(fused) if self.head is not None else None
+        if self.head is None:
+            head = None
+        elif self.wants_cells:
+            head = self.head(fused, heatmaps[-1], cells)
+        else:
+            head = self.head(fused)
         return ModelOutput(heatmaps=heatmaps, head=head, head_key=self.head_key)
 
 
@@ -44,11 +58,12 @@ def build_net(
 ) -> LandmarkNet:
     """Build backbone + compensation head.
 
-    head: "none" (baseline / WSM / DARK / soft-argmax), "hih_c", "hih_t", "wov" or "wom".
+    head: "none" (baseline / WSM / DARK / soft-argmax), "hih_c", "hih_t", "hih_l" (local decimal
+    head, not in the paper), "wov" or "wom".
     backbone: "hourglass" (``stacks`` stacked hourglasses of ``hourglass_depth`` and ``channels``
     features) or "timm:<model name>" (that model's features of stride >= 4 aggregated at stride 4,
     randomly initialised since there is no internet, 1 stack; see :class:`TimmBackbone`).
-    head_kwargs: the head's widths (HIH_C ``width``; HIH_T ``embed_dim``, ``depth``, ``num_heads``,
+    head_kwargs: the head's widths (HIH_C ``width``; HIH_L ``width``, ``window``, ``reduced``; HIH_T ``embed_dim``, ``depth``, ``num_heads``,
     ``mlp_ratio``, ``head_width``; WOV / WOM ``width``, ``num_convs``).
     """
     head = head.lower()
@@ -79,6 +94,8 @@ def build_net(
         module = HIHCHead(channels, num_landmarks, heatmap_size, decimal_size, **head_kwargs)
     elif head == "hih_t":
         module = HIHTHead(channels, num_landmarks, heatmap_size, decimal_size, **head_kwargs)
+    elif head == "hih_l":
+        module = HIHLHead(channels, num_landmarks, decimal_size, **head_kwargs)
     elif head == "wov":
         module = WOVHead(channels, num_landmarks, **head_kwargs)
     else:
