@@ -59,7 +59,7 @@ def test_every_swept_value_composes():
         for k in keys:
             for v in first[k]:
                 cfg = _compose([f"+sweep={sweep}", f"{k}={v}"])
-                assert cfg.model.name in {"baseline", "wsm", "wov", "wom", "hih_c", "hih_t"}
+                assert cfg.model.name in {"baseline", "wsm", "wov", "wom", "hih_c", "hih_t", "hih_l"}
 
 
 def test_slurm_launcher_follows_the_trainer():

@@ -108,8 +108,8 @@ def test_wandb_logger_is_offline_by_default():
     wandb_cfg = cfg.logger.wandb
     assert wandb_cfg.offline is True
     assert wandb_cfg.project == "hih"
-    assert wandb_cfg.group == "train" and list(wandb_cfg.tags) == ["quickstart", "hih_c", "synthetic"]
-    assert wandb_cfg.name == "hih_c-synthetic-s42"
+    assert wandb_cfg.group == "train" and list(wandb_cfg.tags) == ["quickstart", "hih_l", "synthetic"]
+    assert wandb_cfg.name == "hih_l-synthetic-s42"
 
 
 def test_offline_run_holds_metrics_config_plots_and_table(wandb_env, data_dir, tmp_path):
