@@ -48,10 +48,10 @@ def run_head(name: str, args, codec: HIHCodec) -> dict[str, float]:
         landmarks = torch.rand(batch, n, 2) * (s - 2 * margin) + margin
         return landmarks, codec.encode(landmarks)
 
+    local = isinstance(head, HIHLHead)
+
     def forward(t, cells=None):
-        if isinstance(head, HIHLHead):
-            return head(t["heatmap"], t["heatmap"], cells)
-        return head(t["heatmap"])
+        return head(t["heatmap"], t["heatmap"], cells) if local else head(t["heatmap"])
 
     def evaluate() -> dict[str, float]:
         head.eval()
@@ -64,20 +64,23 @@ def run_head(name: str, args, codec: HIHCodec) -> dict[str, float]:
         return {"acc": hit.float().mean().item(), "err_px": err.item()}
 
     t0 = time.perf_counter()
-    for step in range(args.steps + 1):
-        if step % args.eval_every == 0 or step == args.steps:
-            r = evaluate()
-            print(f"  {name} step {step:5d}: decimal-cell accuracy {r['acc']:.3f}, error {r['err_px']:.3f} px  ({time.perf_counter() - t0:.0f} s)", flush=True)
-        if step == args.steps:
-            return r
+
+    def report(step: int) -> dict[str, float]:
+        r = evaluate()
+        print(f"  {name} step {step:5d}: decimal-cell accuracy {r['acc']:.3f}, error {r['err_px']:.3f} px  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        return r
+
+    for step in range(args.steps):
+        if step % args.eval_every == 0:
+            report(step)
         landmarks, t = sample(args.batch)
         # HIH_L trains with the true cells (teacher forcing, as FaceAlignmentModule does).
-        cells = to_heatmap_coords(landmarks, s, args.heatmap_size).cell if isinstance(head, HIHLHead) else None
+        cells = to_heatmap_coords(landmarks, s, args.heatmap_size).cell if local else None
         loss = loss_fn(forward(t, cells), t["decimal"], t["weight"])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    raise AssertionError("unreachable")
+    return report(args.steps)
 
 
 def main(argv: list[str] | None = None) -> None:

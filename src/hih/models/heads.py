@@ -17,6 +17,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from hih.codecs.common import argmax_2d
 from hih.models.layers import ConvBNReLU, DownBlock, init_small_normal
 
 
@@ -160,8 +161,9 @@ class HIHLHead(nn.Module):
     def forward(self, fused: Tensor, heatmap: Tensor, cells: Tensor | None = None) -> Tensor:
         b, n, h, w = heatmap.shape
         if cells is None:
-            flat = heatmap.detach().flatten(2).argmax(-1)
-            cells = torch.stack((flat % w, torch.div(flat, w, rounding_mode="floor")), dim=-1)
+            # The codec's own argmax, so the window sits on the very cell the decode adds the offset to.
+            cy, cx, _ = argmax_2d(heatmap.detach())
+            cells = torch.stack((cx, cy), dim=-1)
         cells = cells.long()
         feats = self._windows(self.reduce(fused), cells).flatten(2)  # (B, N, reduced * win^2)
         own = self._windows(heatmap.reshape(b * n, 1, h, w), cells.reshape(b * n, 1, 2)).reshape(b, n, -1)
