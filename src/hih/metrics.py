@@ -170,3 +170,111 @@ class FaceAlignmentMetrics(Metric):
         with self.sync_context():
             errors = self._gathered()[0].clone()
         return ced(errors, self.ced_max if max_error is None else max_error, steps)
+
+
+# ----------------------------------------------------------------------------------------------
+# Compensation-head metrics (issue 15): does the decimal / offset head learn? Sums, not means, so
+# they accumulate over batches and reduce across DDP ranks with "sum".
+# ----------------------------------------------------------------------------------------------
+
+
+def _visible(weight: Tensor, shape: tuple[int, int], name: str) -> Tensor:
+    if weight.shape != shape:
+        raise ValueError(f"weight must be (B, N) = {shape} visibility for {name}, got shape {tuple(weight.shape)}")
+    return weight.detach() > 0
+
+
+def decimal_hits(pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Decimal-cell hits: (hits, count) over visible landmarks, both 0-d float64 tensors.
+
+    pred: (B, N, d, d) decimal maps output by the head; target: (B, N, d, d) the codec's decimal
+    targets (``HIHCodec.encode(...)["decimal"]``, peaked on the target decimal cell); weight: (B, N),
+    a landmark counts where weight > 0. A hit is ``argmax(pred) == argmax(target)`` over the d*d
+    cells (ties go to the first cell). Accuracy = hits / count; chance is 1 / d^2.
+    """
+    if pred.ndim != 4 or pred.shape != target.shape or pred.shape[-1] != pred.shape[-2]:
+        raise ValueError(
+            f"pred and target must be (B, N, d, d) decimal maps of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    vis = _visible(weight, tuple(pred.shape[:2]), "decimal_hits")
+    hit = pred.detach().flatten(2).argmax(-1) == target.detach().flatten(2).argmax(-1)
+    return (hit & vis).sum().double(), vis.sum().double()
+
+
+def decimal_accuracy(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Fraction of visible landmarks whose decimal-map argmax is the target's cell (NaN if none)."""
+    hits, count = decimal_hits(pred, target, weight)
+    return hits / count if count > 0 else hits.new_tensor(float("nan"))
+
+
+def offset_errors(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Sum of |pred offset - target offset| in heatmap cells over visible landmarks, and their count.
+
+    WOV: pred, target (B, N, 2) offset values (``OffsetValueCodec.encode(...)["offset"]``), ``cells`` None.
+    WOM: pred, target (B, 2, H, W) offset maps (channel 0 x, 1 y; ``OffsetMapCodec.encode(...)["offset_map"]``)
+    and ``cells`` (B, N, 2) long (x, y) target cells floor(u): both maps are read at each landmark's
+    target cell (where the codec wrote its offset; a shared cell holds the colliding landmarks' mean).
+    The error of one landmark is the Euclidean norm of the (x, y) difference. weight: (B, N).
+    Returns (sum, count), 0-d float64; the mean error is sum / count.
+    """
+    if cells is None:
+        if pred.ndim != 3 or pred.shape[-1] != 2 or pred.shape != target.shape:
+            raise ValueError(f"WOV offsets must be (B, N, 2) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    else:
+        if pred.ndim != 4 or pred.shape[1] != 2 or pred.shape != target.shape:
+            raise ValueError(f"WOM offset maps must be (B, 2, H, W) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        b, _, h, w = pred.shape
+        if cells.ndim != 3 or cells.shape[0] != b or cells.shape[-1] != 2:
+            raise ValueError(f"cells must be (B, N, 2) (x, y) target cells with B = {b}, got shape {tuple(cells.shape)}")
+        flat = (cells[..., 1].clamp(0, h - 1) * w + cells[..., 0].clamp(0, w - 1)).long()  # (B, N)
+        index = flat.unsqueeze(1).expand(-1, 2, -1)
+
+        def read(m: Tensor) -> Tensor:
+            return m.flatten(2).gather(2, index).transpose(1, 2)  # (B, N, 2)
+
+        pred, target = read(pred.detach()), read(target.detach())
+    vis = _visible(weight, tuple(pred.shape[:2]), "offset_errors")
+    err = torch.linalg.vector_norm(pred.detach().double() - target.detach().double(), dim=-1)
+    return torch.where(vis, err, torch.zeros_like(err)).sum(), vis.sum().double()
+
+
+class _RatioMetric(Metric):
+    """numerator / count with both states summed across batches and DDP ranks; NaN before any landmark."""
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def _add(self, total: Tensor, count: Tensor) -> None:
+        self.total += total.to(self.total.device)
+        self.count += count.to(self.count.device)
+
+    def compute(self) -> Tensor:
+        if self.count <= 0:
+            return self.total.new_tensor(float("nan"))
+        return self.total / self.count
+
+
+class DecimalAccuracy(_RatioMetric):
+    """Decimal-cell accuracy (see :func:`decimal_hits`). ``update(pred, target, weight)``; chance 1 / d^2."""
+
+    higher_is_better = True
+
+    def update(self, pred: Tensor, target: Tensor, weight: Tensor) -> None:
+        self._add(*decimal_hits(pred, target, weight))
+
+
+class OffsetError(_RatioMetric):
+    """Mean offset error in heatmap cells (see :func:`offset_errors`). ``update(pred, target, weight, cells=None)``."""
+
+    higher_is_better = False
+
+    def update(self, pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> None:
+        self._add(*offset_errors(pred, target, weight, cells))
+
+
+__all__ += ["DecimalAccuracy", "OffsetError", "decimal_accuracy", "decimal_hits", "offset_errors"]

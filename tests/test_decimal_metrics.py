@@ -1,0 +1,102 @@
+"""Compensation-head metrics: decimal-cell accuracy and offset error (hih.metrics, issue 15)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hih.codecs import HIHCodec, OffsetMapCodec, OffsetValueCodec
+from hih.codecs.common import to_heatmap_coords
+from hih.metrics import DecimalAccuracy, OffsetError, decimal_accuracy, decimal_hits, offset_errors
+
+
+def _landmarks(b: int, n: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, n, 2, generator=g) * size
+
+
+@pytest.mark.parametrize("d", [4, 8])
+def test_decimal_accuracy_is_one_on_targets(d):
+    codec = HIHCodec(64, 16, decimal_size=d)
+    t = codec.encode(_landmarks(8, 98, 64))
+    assert decimal_accuracy(t["decimal"], t["decimal"], t["weight"]).item() == 1.0
+
+
+@pytest.mark.parametrize("d", [4, 8])
+def test_decimal_accuracy_of_random_outputs_is_chance(d):
+    codec = HIHCodec(64, 16, decimal_size=d)
+    t = codec.encode(_landmarks(40, 98, 64, seed=1))
+    pred = torch.rand(t["decimal"].shape, generator=torch.Generator().manual_seed(2))
+    hits, count = decimal_hits(pred, t["decimal"], t["weight"])
+    p = 1.0 / d**2
+    # Each landmark hits independently with probability p: hits ~ Binomial(count, p). 5 sigma.
+    sd = math.sqrt(p * (1 - p) / count.item())
+    assert abs(hits.item() / count.item() - p) < 5 * sd
+
+
+def test_decimal_accuracy_skips_invisible_and_counts_misses():
+    codec = HIHCodec(64, 16, decimal_size=4)
+    lm = _landmarks(2, 10, 64)
+    lm[0, :3] = -5.0  # outside: weight 0
+    t = codec.encode(lm)
+    pred = t["decimal"].clone()
+    # Move landmark 3 of face 0 (visible) to a different cell: exactly one miss.
+    pred[0, 3] = pred[0, 3].roll(1, dims=-1).roll(1, dims=-2)
+    hits, count = decimal_hits(pred, t["decimal"], t["weight"])
+    assert count.item() == 17 and hits.item() == 16
+    # A wrong map on an invisible landmark does not count.
+    pred[0, 0] = pred[0, 0].roll(1, dims=-1)
+    assert decimal_hits(pred, t["decimal"], t["weight"])[0].item() == 16
+
+
+def test_decimal_accuracy_metric_accumulates_like_one_batch():
+    codec = HIHCodec(64, 16, decimal_size=4)
+    t = codec.encode(_landmarks(12, 20, 64, seed=3))
+    pred = torch.rand(t["decimal"].shape, generator=torch.Generator().manual_seed(4))
+    m = DecimalAccuracy()
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert math.isnan(m.compute().item())  # nothing seen yet: NaN, not 0
+    for sl in (slice(0, 5), slice(5, 12)):
+        m.update(pred[sl], t["decimal"][sl], t["weight"][sl])
+    assert m.compute().item() == pytest.approx(decimal_accuracy(pred, t["decimal"], t["weight"]).item(), abs=1e-12)
+
+
+def test_decimal_hits_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(B, N, d, d\)"):
+        decimal_hits(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 5), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="weight"):
+        decimal_hits(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), torch.ones(2, 4))
+
+
+def test_wov_offset_error_zero_on_targets_and_exact_on_a_shift():
+    codec = OffsetValueCodec(64, 16)
+    lm = _landmarks(4, 30, 64, seed=5)
+    lm[1, 0] = 100.0  # outside
+    t = codec.encode(lm)
+    total, count = offset_errors(t["offset"], t["offset"], t["weight"])
+    assert total.item() == 0.0 and count.item() == 4 * 30 - 1
+    shifted = t["offset"] + torch.tensor([0.3, 0.4])  # norm 0.5 on every landmark
+    m = OffsetError()
+    m.update(shifted, t["offset"], t["weight"])
+    assert m.compute().item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_wom_offset_error_reads_the_map_at_the_target_cells():
+    codec = OffsetMapCodec(64, 16)
+    lm = _landmarks(3, 5, 64, seed=6)  # few landmarks: collisions unlikely but harmless
+    t = codec.encode(lm)
+    cells = to_heatmap_coords(lm, 64, 16).cell
+    total, count = offset_errors(t["offset_map"], t["offset_map"], t["weight"], cells)
+    assert total.item() == 0.0 and count.item() == 15
+    # A map that is wrong only away from the landmarks' cells costs nothing ...
+    pred = t["offset_map"] + (1 - t["offset_mask"]) * 0.7
+    assert offset_errors(pred, t["offset_map"], t["weight"], cells)[0].item() == pytest.approx(0.0, abs=1e-9)
+    # ... and one that is wrong by (0, 0.25) on them costs 0.25 cells each.
+    pred = t["offset_map"] + t["offset_mask"] * torch.tensor([0.0, 0.25]).view(1, 2, 1, 1)
+    m = OffsetError()
+    m.update(pred, t["offset_map"], t["weight"], cells)
+    assert m.compute().item() == pytest.approx(0.25, abs=1e-6)
+    with pytest.raises(ValueError, match="cells"):
+        offset_errors(t["offset_map"], t["offset_map"], t["weight"], cells[0])
