@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install train test bench quantization flops clean
+.PHONY: install train test bench quantization flops gpu-check clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ quantization: install
 
 flops: install
 	$(BIN)/hih-flops $(ARGS)
+
+# One CUDA GPU, at most 8 minutes: recipe throughput and whether HIH_C / HIH_L learn (docs/performance.md).
+gpu-check: install
+	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
