@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         slot = max((clock.left() - reserve) / (len(args.models) - i), 1.0)
         slot_end = clock.now() + slot
         clock.log(f"{name}: slot {slot:.0f} s")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         net, train_net, codec = make_model(name, args, dm.num_landmarks, device)
         stepper = Stepper(net, train_net, codec, device, args.lr)
         bound = timed(stepper.step, synthetic(), 0.12 * slot, warmup, device, clock, f"{name} model-bound")
@@ -326,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         tail = torch.stack(losses[-20:]).float().mean().item()
         results["training"][name] = {"steps": steps, "seconds": trained_s, "images": steps * args.batch,
                                      "epochs": steps * args.batch / len(dm.train_set), "final_loss": tail, **ev}
+        if device.type == "cuda":
+            results["throughput"][name]["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         extra = f", decimal_acc {ev['decimal_acc']:.3f} (chance {ev['decimal_chance']:.3f}), decimal_gain {ev['decimal_gain']:+.3f}" if "decimal_acc" in ev else ""
         clock.log(f"{name}: {steps} steps in {trained_s:.0f} s, test NME {ev['nme']:.3f} (integer-only at the centre {ev['nme_integer_centre']:.3f}){extra}")
         del net, train_net, stepper

@@ -100,3 +100,42 @@ def test_wom_offset_error_reads_the_map_at_the_target_cells():
     assert m.compute().item() == pytest.approx(0.25, abs=1e-6)
     with pytest.raises(ValueError, match="cells"):
         offset_errors(t["offset_map"], t["offset_map"], t["weight"], cells[0])
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        codec = HIHCodec(64, 16, decimal_size=4)
+        lm = _landmarks(10, 20, 64, seed=7)
+        lm[2, :5] = -1.0  # some invisible landmarks, so the counts differ between ranks
+        t = codec.encode(lm)
+        pred = torch.rand(t["decimal"].shape, generator=torch.Generator().manual_seed(8))
+        acc, err = DecimalAccuracy(), OffsetError()
+        shard = slice(0, 3) if rank == 0 else slice(3, 10)  # unequal shards
+        acc.update(pred[shard], t["decimal"][shard], t["weight"][shard])
+        off = torch.rand(10, 20, 2, generator=torch.Generator().manual_seed(9))
+        err.update(off[shard], torch.zeros_like(off[shard]), t["weight"][shard])
+        torch.save({"acc": acc.compute(), "err": err.compute()}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_metrics_reduce_across_ddp_ranks(tmp_path):
+    """Two gloo processes, each with part of the batch: compute() equals the single-process value."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    codec = HIHCodec(64, 16, decimal_size=4)
+    lm = _landmarks(10, 20, 64, seed=7)
+    lm[2, :5] = -1.0
+    t = codec.encode(lm)
+    pred = torch.rand(t["decimal"].shape, generator=torch.Generator().manual_seed(8))
+    off = torch.rand(10, 20, 2, generator=torch.Generator().manual_seed(9))
+    want_acc = decimal_accuracy(pred, t["decimal"], t["weight"]).item()
+    total, count = offset_errors(off, torch.zeros_like(off), t["weight"])
+    for rank in range(2):
+        r = torch.load(tmp_path / f"rank{rank}.pt")
+        assert r["acc"].item() == pytest.approx(want_acc, abs=1e-12)
+        assert r["err"].item() == pytest.approx((total / count).item(), abs=1e-12)
