@@ -17,7 +17,7 @@ import torch
 
 from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.codecs.base import Codec
-from hih.data.geometry import apply_affine, crop_matrix
+from hih.data.geometry import apply_affine, crop_box, crop_matrix
 from hih.metrics import per_sample_nme
 
 
@@ -99,12 +99,15 @@ def authors_methods(
     return methods
 
 
-def input_landmarks(records: Iterable, input_size: int, crop_scale: float, rounded: bool = False) -> np.ndarray:
-    """(M, N, 2) landmarks of each record in its cropped input, optionally from integer-rounded raw labels."""
+def input_landmarks(records: Iterable, input_size: int, crop_scale: float, rounded: bool = False, crop_from: str = "box") -> np.ndarray:
+    """(M, N, 2) landmarks of each record in its cropped input, optionally from integer-rounded raw labels.
+
+    crop_from: "box" (the record's face box) or "landmarks" (the box of its float landmarks, as the
+    datasets' ``crop_from``; both label variants share the crop, as they share the image)."""
     out = []
     for rec in records:
         pts = np.round(rec.landmarks) if rounded else rec.landmarks
-        out.append(apply_affine(pts, crop_matrix(rec.bbox, input_size, crop_scale)))
+        out.append(apply_affine(pts, crop_matrix(crop_box(crop_from, rec.bbox, rec.landmarks), input_size, crop_scale)))
     if not out:
         raise ValueError("no records to analyse: the split is empty")
     return np.stack(out)
@@ -131,10 +134,12 @@ def analyse(
     input_size: int = 256,
     crop_scale: float = 1.25,
     progress: bool = True,
+    crop_from: str = "box",
 ) -> list[dict]:
     """One record per (method, resolution, label variant): mean, median and max ideal NME."""
-    truth = torch.from_numpy(input_landmarks(records, input_size, crop_scale))
-    variants = {"float": truth, "rounded": torch.from_numpy(input_landmarks(records, input_size, crop_scale, rounded=True))}
+    truth = torch.from_numpy(input_landmarks(records, input_size, crop_scale, crop_from=crop_from))
+    rounded = input_landmarks(records, input_size, crop_scale, rounded=True, crop_from=crop_from)
+    variants = {"float": truth, "rounded": torch.from_numpy(rounded)}
     rows = []
     jobs = [(m, v) for m in methods for v in variants]
     iterator = jobs

@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> None:
     layout = datamodule.layout
     records = datamodule.read_split(cfg.split)
     methods = default_methods(cfg.data.input_size, cfg.data.heatmap_size, list(cfg.decimal_sizes), cfg.sigma, cfg.decimal_sigma)
-    rows = analyse(records, layout.norm_pair, methods, cfg.data.input_size, datamodule.crop_scale)
+    rows = analyse(records, layout.norm_pair, methods, cfg.data.input_size, datamodule.crop_scale, crop_from=datamodule.crop_from)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quantization.json").write_text(json.dumps(rows, indent=2) + "\n")
