@@ -163,7 +163,7 @@ class FaceDataModule(L.LightningDataModule):
             self.val_set = self.test_set
 
     def read_split(self, split: str) -> list[FaceRecord]:
-        """The records of one split (train, test; 300W also common, challenge, full)."""
+        """The records of one split (train, test; 300W also common, challenge, full, private)."""
         records = read_dataset(self.dataset_name, self.root, split)
         if not records:
             raise ValueError(f"{self.dataset_name} split {split!r} under {self.root} has no faces")
