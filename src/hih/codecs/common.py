@@ -93,11 +93,28 @@ def render_gaussian(centre: Tensor, size: int, sigma: float, grid_offset: float,
     return (gy.unsqueeze(-1) * gx.unsqueeze(-2)).to(dtype)  # no copy when dtype is the work dtype
 
 
-def integer_heatmap(coords: HeatmapCoords, heatmap_size: int, sigma: float) -> Tensor:
-    """The integer heatmap (B, N, H, W): Gaussian at the sub-pixel position u, distances from pixel centres.
+#: How the integer heatmap is placed (``integer_target`` of every heatmap-based codec).
+INTEGER_TARGETS = ("subpixel", "cell")
 
-    The peak is kept EDGE_GUARD inside cell floor(u) so that argmax returns floor(u) exactly.
+
+def check_integer_target(integer_target: str) -> str:
+    if integer_target not in INTEGER_TARGETS:
+        raise ValueError(f"integer_target must be one of {INTEGER_TARGETS}, got {integer_target!r}")
+    return integer_target
+
+
+def integer_heatmap(coords: HeatmapCoords, heatmap_size: int, sigma: float, integer_target: str = "subpixel") -> Tensor:
+    """The integer heatmap (B, N, H, W); its argmax is the cell floor(u) for both placements.
+
+    - "subpixel": Gaussian at the sub-pixel position u, distances from pixel centres; the peak is
+      kept EDGE_GUARD inside cell floor(u) so that argmax returns floor(u) exactly. The map's shape
+      still tells where inside the cell the landmark is.
+    - "cell" (the authors' placement): Gaussian centred on the centre of cell floor(u), sampled at
+      the cell centres, i.e. exp(-|j - floor(u)|^2 / 2 sigma^2) on the integer grid j; the peak cell
+      holds exactly 1 and the map carries no sub-cell information.
     """
+    if check_integer_target(integer_target) == "cell":
+        return render_gaussian(coords.cell.to(coords.u.dtype), heatmap_size, sigma, 0.0, coords.dtype)
     centre = coords.cell.to(coords.u.dtype) + coords.offset.clamp(EDGE_GUARD, 1.0 - EDGE_GUARD)
     return render_gaussian(centre, heatmap_size, sigma, 0.5, coords.dtype)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from hih.codecs.base import Codec
-from hih.codecs.common import as_mapping, check_sigma, get_heatmap, integer_heatmap, to_heatmap_coords
+from hih.codecs.common import as_mapping, check_integer_target, check_sigma, get_heatmap, integer_heatmap, to_heatmap_coords
 from hih.codecs.decoders import anchor_value, decode_argmax, decode_dark, decode_soft_argmax, decode_wsm
 
 DECODERS = ("argmax", "wsm", "dark", "soft_argmax")
@@ -34,6 +34,18 @@ class HeatmapCodec(Codec):
     - "wsm": argmax plus a quarter cell toward the higher neighbour per axis; ideal mean 0.191 b.
     - "dark": DARK's Gaussian smoothing + log + Taylor step (``sigma`` as the smoothing sigma).
     - "soft_argmax": expectation under softmax(``beta`` * heatmap).
+
+    ``integer_target`` places the Gaussian: "subpixel" (default, above) or "cell", the authors'
+    placement: a Gaussian centred on a whole cell and sampled on the cell grid, so the map holds no
+    sub-cell information. The authors' baseline puts it on round(v), v their heatmap coordinate
+    with pixel centres at integers (their argmax index j is read as position j). In this repo's
+    convention (cell j covers [j, j + 1), centre j + 0.5) the same point is v = u - 0.5, so
+    round(v) = floor(u - 0.5 + 0.5) = floor(u): the cell containing u, i.e. the cell whose centre
+    is nearest to the landmark (ties at exact half-cells aside). The "cell" map is therefore a
+    Gaussian centred on the centre of cell floor(u); "argmax" with anchor "centre" decodes it to
+    floor(u) + 0.5, the nearest cell centre, which is exactly the authors' decoded pixel (ideal
+    error 0.383 b mean); anchor "corner" gives the paper's literal floor (0.765 b). The same map is
+    what HIH / WOV / WOM use with ``integer_target="cell"`` (their floor(u) cell).
     """
 
     head_key = None
@@ -47,6 +59,7 @@ class HeatmapCodec(Codec):
         decoder: str = "argmax",
         anchor: str = "centre",
         beta: float = DEFAULT_SOFT_ARGMAX_BETA,
+        integer_target: str = "subpixel",
     ):
         super().__init__(input_size, heatmap_size)
         # The landmark's own cell centre is up to 0.5 cell away: it must stay inside the 3-sigma support.
@@ -56,6 +69,7 @@ class HeatmapCodec(Codec):
         anchor_value(anchor)
         if decoder in ("dark", "soft_argmax") and anchor != "centre":
             raise ValueError(f"anchor={anchor!r} applies to the argmax and wsm decoders only; {decoder!r} estimates a continuous position")
+        self.integer_target = check_integer_target(integer_target)
         self.decoder = decoder
         self.anchor = anchor
         self.beta = float(beta)
@@ -66,13 +80,13 @@ class HeatmapCodec(Codec):
         extra = f", beta={self.beta}" if self.decoder == "soft_argmax" else ""
         return (
             f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma}, "
-            f"decoder={self.decoder!r}, anchor={self.anchor!r}{extra})"
+            f"decoder={self.decoder!r}, anchor={self.anchor!r}{extra}, integer_target={self.integer_target!r})"
         )
 
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
         """landmarks (B, N, 2) input pixels -> {"heatmap": (B, N, H, W), "weight": (B, N)}."""
         coords = to_heatmap_coords(landmarks, self.input_size, self.heatmap_size)
-        return {"heatmap": integer_heatmap(coords, self.heatmap_size, self.sigma), "weight": coords.weight}
+        return {"heatmap": integer_heatmap(coords, self.heatmap_size, self.sigma, self.integer_target), "weight": coords.weight}
 
     def decode_heatmap(self, heatmap: Tensor) -> Tensor:
         """(B, N, H, W) -> (B, N, 2) heatmap coordinates with this codec's decoder."""

@@ -11,6 +11,7 @@ from hih.codecs.base import Codec
 from hih.codecs.common import (
     argmax_2d,
     as_mapping,
+    check_integer_target,
     check_sigma,
     coord_dtype,
     get_heatmap,
@@ -21,12 +22,20 @@ from hih.codecs.common import (
 
 
 class _OffsetBase(Codec):
-    def __init__(self, input_size: int = 256, heatmap_size: int = 64, sigma: float = 1.5):
+    """Shared constructor. ``integer_target``: "subpixel" (default) or "cell" (the authors' WOV / WOM
+    placement: the integer Gaussian centred on cell floor(u), see :func:`hih.codecs.common.integer_heatmap`);
+    the offset targets are u - floor(u) either way."""
+
+    def __init__(self, input_size: int = 256, heatmap_size: int = 64, sigma: float = 1.5, integer_target: str = "subpixel"):
         super().__init__(input_size, heatmap_size)
         self.sigma = check_sigma("sigma", sigma, 1.0 / 6.0)
+        self.integer_target = check_integer_target(integer_target)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma})"
+        return (
+            f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma}, "
+            f"integer_target={self.integer_target!r})"
+        )
 
 
 class OffsetValueCodec(_OffsetBase):
@@ -44,7 +53,7 @@ class OffsetValueCodec(_OffsetBase):
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
         coords = to_heatmap_coords(landmarks, self.input_size, self.heatmap_size)
         return {
-            "heatmap": integer_heatmap(coords, self.heatmap_size, self.sigma),
+            "heatmap": integer_heatmap(coords, self.heatmap_size, self.sigma, self.integer_target),
             "offset": coords.offset.to(coords.dtype),
             "weight": coords.weight,
         }
@@ -93,7 +102,7 @@ class OffsetMapCodec(_OffsetBase):
         )
         offset_map = sums / counts.clamp(min=1.0).unsqueeze(1)
         return {
-            "heatmap": integer_heatmap(coords, hw, self.sigma),
+            "heatmap": integer_heatmap(coords, hw, self.sigma, self.integer_target),
             "offset_map": offset_map.view(b, 2, hw, hw).to(coords.dtype),
             "offset_mask": (counts > 0).view(b, 1, hw, hw).to(coords.dtype),
             "weight": coords.weight,

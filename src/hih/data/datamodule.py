@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from hih.data.dataset import EpochSampler, FaceDataset, ResumableDataLoader, ShardSampler, _world
 from hih.data.layouts import Layout, get_layout
 from hih.data.readers import DATASET_LAYOUTS, read_dataset
+from hih.data.geometry import CROP_FROM
 from hih.data.records import FaceRecord
 from hih.data.transforms import AugmentConfig
 
@@ -42,6 +43,10 @@ class FaceDataModule(L.LightningDataModule):
         num_workers > 0).
     seed: augmentation seed; a sample's augmentation depends on (seed, epoch, index) only.
     crop_scale: crop side = crop_scale * max(box width, height).
+    crop_from: "box" (default: the dataset's face box) or "landmarks": the tight box of each
+        face's ground-truth landmarks, for train and test alike. The authors' code crops so
+        (with crop_scale 1.2), an oracle crop that a deployed detector cannot give; the paper
+        says RetinaFace boxes.
     augment: augment the training set; aug: :class:`AugmentConfig` fields (mapping).
     round_labels: round raw landmarks to integers before cropping (paper's ideal condition).
     n_train, n_test, synthetic_seed: size and seed of the synthetic set (synthetic only).
@@ -67,6 +72,7 @@ class FaceDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         seed: int = 0,
         crop_scale: float = 1.25,
+        crop_from: str = "box",
         augment: bool = True,
         aug: AugmentConfig | Mapping[str, Any] | None = None,
         round_labels: bool = False,
@@ -101,6 +107,11 @@ class FaceDataModule(L.LightningDataModule):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.seed = int(seed)
         self.crop_scale = float(crop_scale)
+        if not self.crop_scale > 0:
+            raise ValueError(f"crop_scale must be > 0, got {crop_scale}")
+        if crop_from not in CROP_FROM:
+            raise ValueError(f"crop_from must be one of {CROP_FROM}, got {crop_from!r}")
+        self.crop_from = str(crop_from)
         self.augment = bool(augment)
         self.aug = AugmentConfig.from_any(aug)  # validate early, before any worker starts
         self.round_labels = bool(round_labels)
@@ -152,7 +163,7 @@ class FaceDataModule(L.LightningDataModule):
             self.val_set = self.test_set
 
     def read_split(self, split: str) -> list[FaceRecord]:
-        """The records of one split (train, test; 300W also common, challenge, full)."""
+        """The records of one split (train, test; 300W also common, challenge, full, private)."""
         records = read_dataset(self.dataset_name, self.root, split)
         if not records:
             raise ValueError(f"{self.dataset_name} split {split!r} under {self.root} has no faces")
@@ -175,6 +186,7 @@ class FaceDataModule(L.LightningDataModule):
             train=train,
             seed=self.seed,
             crop_scale=self.crop_scale,
+            crop_from=self.crop_from,
             aug=self.aug,
             round_labels=self.round_labels,
         )

@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from hih.data.geometry import CROP_FROM, crop_box
 from hih.data.layouts import Layout
 from hih.data.records import FaceRecord, load_image
 from hih.data.transforms import AugmentConfig, EvalTransform, TrainTransform, sample_rng, to_tensor
@@ -43,6 +44,8 @@ class FaceDataset(Dataset):
     layout: the landmark layout; its ``flip_perm`` re-indexes flipped landmarks.
     input_size: S. train: augment (else crop only). seed: the augmentation seed.
     crop_scale: crop side = crop_scale * max(box width, height).
+    crop_from: "box" (the record's face box, default) or "landmarks" (the tight box of the face's
+        own ground-truth landmarks, train and test: the authors' oracle crop, with crop_scale 1.2).
     aug: :class:`~hih.data.transforms.AugmentConfig` or a mapping of its fields.
     round_labels: round the raw landmarks to integer pixels before the transform (the
         paper's ideal-condition assumption); off by default.
@@ -66,7 +69,11 @@ class FaceDataset(Dataset):
         aug: AugmentConfig | Mapping[str, Any] | None = None,
         round_labels: bool = False,
         border: str | None = None,
+        crop_from: str = "box",
     ):
+        if crop_from not in CROP_FROM:
+            raise ValueError(f"crop_from must be one of {CROP_FROM}, got {crop_from!r}")
+        self.crop_from = crop_from
         self.records = list(records)
         self.layout = layout
         self.input_size = int(input_size)
@@ -115,10 +122,11 @@ class FaceDataset(Dataset):
         image = load_image(rec.image_path)
         landmarks = np.round(rec.landmarks) if self.round_labels else rec.landmarks
         try:
+            box = crop_box(self.crop_from, rec.bbox, landmarks)
             if self.train_transform is not None:
-                img, pts, _ = self.train_transform(image, landmarks, rec.bbox, sample_rng(self.seed, epoch, index))
+                img, pts, _ = self.train_transform(image, landmarks, box, sample_rng(self.seed, epoch, index))
             else:
-                img, pts, _ = self.eval_transform(image, landmarks, rec.bbox)
+                img, pts, _ = self.eval_transform(image, landmarks, box)
         except ValueError as e:  # e.g. a degenerate face box: name the face it came from
             raise ValueError(f"face {index} ({rec.image_path}): {e}") from e
         return {

@@ -24,7 +24,9 @@ import numpy as np
 __all__ = [
     "apply_affine",
     "crop_matrix",
+    "crop_box",
     "flip_matrix",
+    "landmark_box",
     "rotation_matrix",
     "scale_matrix",
     "to_opencv",
@@ -107,6 +109,29 @@ def crop_matrix(
     if flip:
         m = scale_matrix(-1.0, 1.0) @ m  # mirror about the crop centre, which is at the origin here
     return translation_matrix(s / 2.0 + dx * s, s / 2.0 + dy * s) @ m
+
+
+#: Where the crop's box comes from (``crop_from`` of the datasets): the record's face box, or
+#: the tight box of its ground-truth landmarks (the authors' oracle crop).
+CROP_FROM = ("box", "landmarks")
+
+
+def landmark_box(points: np.ndarray) -> np.ndarray:
+    """(4,) float64 ``x0, y0, x1, y1``: the tight box of the finite (N, 2) landmarks."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) == 0:
+        raise ValueError("crop_from='landmarks' needs at least one finite landmark; got none")
+    return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
+
+
+def crop_box(crop_from: str, bbox: Sequence[float] | np.ndarray, landmarks: np.ndarray) -> np.ndarray | Sequence[float]:
+    """The box :func:`crop_matrix` crops around: ``bbox`` ("box") or :func:`landmark_box` ("landmarks")."""
+    if crop_from == "box":
+        return bbox
+    if crop_from == "landmarks":
+        return landmark_box(landmarks)
+    raise ValueError(f"crop_from must be one of {CROP_FROM}, got {crop_from!r}")
 
 
 def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

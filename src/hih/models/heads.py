@@ -33,6 +33,19 @@ def _halvings(heatmap_size: int, decimal_size: int) -> int:
     return k
 
 
+def check_init_std(init_std: float | None) -> float | None:
+    """``init_std`` of every head: None keeps the head's own initialisation; a positive std draws
+    every conv / linear weight of the head from N(0, std^2) with zero bias (:func:`init_small_normal`),
+    the authors' initialisation at std 0.001 (their code leaves biases at PyTorch's default; the
+    biases here are zeroed)."""
+    if init_std is None:
+        return None
+    std = float(init_std)
+    if not math.isfinite(std) or std <= 0:
+        raise ValueError(f"init_std must be None (the head's own init) or a positive float, got {init_std!r}")
+    return std
+
+
 def regression_head(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
     """Eq. 6: Conv1x1 -> BN -> ReLU -> Conv1x1. (B, C_in, h, w) -> (B, C_out, h, w)."""
     return nn.Sequential(ConvBNReLU(in_channels, hidden, 1), nn.Conv2d(hidden, out_channels, 1))
@@ -43,10 +56,14 @@ class HIHCHead(nn.Module):
 
     conv-BN-ReLU (stride 1) -> 3x3/2 max-pool -> (k-1) modified basic blocks (stride 2) -> eq. 6,
     where H = 2**k * decimal_size. ``width`` is the official ``target_o`` (384 matches Table 1).
+    Init: every conv N(0, 0.001^2), zero bias; ``init_std`` changes the std (see :func:`check_init_std`).
     """
 
-    def __init__(self, in_channels: int, num_landmarks: int, heatmap_size: int, decimal_size: int = 8, width: int = 384):
+    def __init__(
+        self, in_channels: int, num_landmarks: int, heatmap_size: int, decimal_size: int = 8, width: int = 384, init_std: float | None = None
+    ):
         super().__init__()
+        std = check_init_std(init_std)
         k = _halvings(heatmap_size, decimal_size)
         self.decimal_size = decimal_size
         self.conv = ConvBNReLU(in_channels, width, 1)
@@ -54,7 +71,7 @@ class HIHCHead(nn.Module):
         self.pool = nn.MaxPool2d(3, 2, padding=1) if k >= 1 else nn.Identity()
         self.blocks = nn.Sequential(*(DownBlock(width, width, 2) for _ in range(max(k - 1, 0))))
         self.head = regression_head(width, width, num_landmarks)
-        init_small_normal(self)
+        init_small_normal(self, 0.001 if std is None else std)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.blocks(self.pool(self.conv(x))))
@@ -66,6 +83,9 @@ class HIHTHead(nn.Module):
     Patches of p = H / decimal_size pixels (a p x p conv with stride p is the linear projection E),
     learnable position embeddings, ``depth`` pre-norm timm ``Block`` layers, a final LayerNorm,
     reshape to (B, D, h_o, w_o) and eq. 6 with ``head_width`` hidden channels.
+    Init: the transformer keeps timm's ViT init and the eq. 6 head is N(0, 0.001^2), as in the
+    authors' code (their ViT head re-initialises only its output convs); ``init_std`` changes that
+    head's std.
     """
 
     def __init__(
@@ -80,8 +100,10 @@ class HIHTHead(nn.Module):
         mlp_ratio: float = 3.0,
         head_width: int = 256,
         qkv_bias: bool = True,
+        init_std: float | None = None,
     ):
         super().__init__()
+        std = check_init_std(init_std)
         from timm.models.vision_transformer import Block
 
         k = _halvings(heatmap_size, decimal_size)
@@ -105,7 +127,7 @@ class HIHTHead(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        init_small_normal(self.head)
+        init_small_normal(self.head, 0.001 if std is None else std)
 
     def forward(self, x: Tensor) -> Tensor:
         tokens = self.patch_embed(x)  # (B, D, h_o, w_o)
@@ -128,12 +150,23 @@ class HIHLHead(nn.Module):
     ``cells`` None reads around argmax(heatmap) (inference); training passes the ground-truth cells
     floor(u) (teacher forcing) so each target offset is relative to the window's centre cell,
     exactly as the decimal target (eq. 1-3) is relative to floor(u).
+    ``init_std`` (not None) draws every conv / linear of the head from N(0, std^2) with zero bias.
     """
 
     reads_heatmap = True
 
-    def __init__(self, in_channels: int, num_landmarks: int, decimal_size: int = 8, width: int = 128, window: int = 5, reduced: int = 16):
+    def __init__(
+        self,
+        in_channels: int,
+        num_landmarks: int,
+        decimal_size: int = 8,
+        width: int = 128,
+        window: int = 5,
+        reduced: int = 16,
+        init_std: float | None = None,
+    ):
         super().__init__()
+        std = check_init_std(init_std)
         if window < 1 or window % 2 == 0:
             raise ValueError(f"window must be a positive odd number of cells, got {window}")
         self.decimal_size = decimal_size
@@ -142,9 +175,12 @@ class HIHLHead(nn.Module):
         self.fc1 = nn.Linear((reduced + 1) * window * window, width)
         self.landmark_bias = nn.Parameter(torch.zeros(num_landmarks, width))
         self.fc2 = nn.Linear(width, decimal_size * decimal_size)
-        init_small_normal(self.reduce)
-        nn.init.normal_(self.fc2.weight, std=0.001)
-        nn.init.zeros_(self.fc2.bias)
+        if std is None:  # default: fc1 keeps PyTorch's init, only the output layer starts small
+            init_small_normal(self.reduce)
+            nn.init.normal_(self.fc2.weight, std=0.001)
+            nn.init.zeros_(self.fc2.bias)
+        else:
+            init_small_normal(self, std)
 
     def _windows(self, maps: Tensor, cells: Tensor) -> Tensor:
         """maps (B, K, H, W), cells (B, N, 2) -> (B, N, K, window * window), zero outside the map."""
@@ -194,10 +230,12 @@ class WOVHead(nn.Module):
     """Offset-value head. (B, C, H, W) -> (B, N, 2): per landmark (dx, dy) in heatmap cells.
 
     Conv trunk -> 1x1 -> 3x3/2 max-pool -> 3x3/2 conv -> 1x1 to 2*width -> global average pool -> linear.
+    Init: every conv / linear N(0, 0.001^2), zero bias; ``init_std`` changes the std.
     """
 
-    def __init__(self, in_channels: int, num_landmarks: int, width: int = 128, num_convs: int = 1):
+    def __init__(self, in_channels: int, num_landmarks: int, width: int = 128, num_convs: int = 1, init_std: float | None = None):
         super().__init__()
+        std = check_init_std(init_std)
         self.num_landmarks = num_landmarks
         self.trunk = _ConvStack(in_channels, width, num_convs)
         self.reduce = nn.Sequential(
@@ -209,20 +247,24 @@ class WOVHead(nn.Module):
             nn.Flatten(1),
         )
         self.fc = nn.Linear(2 * width, 2 * num_landmarks)
-        init_small_normal(self)
+        init_small_normal(self, 0.001 if std is None else std)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.reduce(self.trunk(x))).view(x.shape[0], self.num_landmarks, 2)
 
 
 class WOMHead(nn.Module):
-    """Offset-map head. (B, C, H, W) -> (B, 2, H, W): one x- and one y-offset map shared by all landmarks."""
+    """Offset-map head. (B, C, H, W) -> (B, 2, H, W): one x- and one y-offset map shared by all landmarks.
 
-    def __init__(self, in_channels: int, width: int = 128, num_convs: int = 1):
+    Init: every conv N(0, 0.001^2), zero bias; ``init_std`` changes the std.
+    """
+
+    def __init__(self, in_channels: int, width: int = 128, num_convs: int = 1, init_std: float | None = None):
         super().__init__()
+        std = check_init_std(init_std)
         self.trunk = _ConvStack(in_channels, width, num_convs)
         self.head = regression_head(width, width, 2)
-        init_small_normal(self)
+        init_small_normal(self, 0.001 if std is None else std)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.trunk(x))

@@ -1,8 +1,10 @@
 """300W reader (Sagonas et al. 2013, 68 landmarks) with the standard split of the paper (sec. 4.1).
 
 train = lfpw/trainset + helen/trainset + afw (3148 faces); test: common = lfpw/testset +
-helen/testset (554), challenge = ibug (135), full = both (689). Each image ``X.jpg`` (or .png)
-has an annotation ``X.pts``::
+helen/testset (554), challenge = ibug (135), full = both (689); private = the 300-W
+competition's own test set (Table 6 "Test."): 600 faces, ``01_Indoor`` and ``02_Outdoor`` (300
+each) as in the official release, under ``<root>/`` or ``<root>/300W/``. Each image ``X.jpg``
+(or .png) has an annotation ``X.pts``::
 
     version: 1
     n_points:  68
@@ -25,13 +27,16 @@ from hih.data.readers._common import check_split, line_error, missing, parse_flo
 from hih.data.records import FaceRecord
 
 NUM_LANDMARKS = 68
-SPLITS = ("train", "test", "full", "common", "challenge")
+SPLITS = ("train", "test", "full", "common", "challenge", "private")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG", ".BMP")
 
 # folder -> subset flag (common, challenge) of its faces
 TRAIN_FOLDERS = ("lfpw/trainset", "helen/trainset", "afw")
 COMMON_FOLDERS = ("lfpw/testset", "helen/testset")
 CHALLENGE_FOLDERS = ("ibug",)
+# The private test set; the official archive unpacks to 300W/01_Indoor, 300W/02_Outdoor.
+PRIVATE_FOLDERS = ("01_Indoor", "02_Outdoor")
+PRIVATE_PARENTS = ("", "300W")
 
 TREE = """\
   <root>/
@@ -40,7 +45,9 @@ TREE = """\
     helen/testset/
     lfpw/trainset/
     lfpw/testset/
-    ibug/"""
+    ibug/
+    300W/01_Indoor/  indoor_001.png  indoor_001.pts ...   (split=private only; also <root>/01_Indoor)
+    300W/02_Outdoor/ outdoor_001.png outdoor_001.pts ..."""
 
 
 def read_pts(path: str | Path, num_landmarks: int | None = NUM_LANDMARKS) -> np.ndarray:
@@ -127,11 +134,21 @@ def _read_folder(root: Path, rel: str, flags: tuple[bool, bool]) -> list[FaceRec
     return records
 
 
+def _private_folder(root: Path, name: str) -> str:
+    """``name`` or ``300W/name``, whichever exists under root (the first when neither does)."""
+    for parent in PRIVATE_PARENTS:
+        rel = str(Path(parent) / name) if parent else name
+        if _find_dir(root, rel) is not None:
+            return rel
+    return name
+
+
 def read_300w(root: str | Path, split: str) -> list[FaceRecord]:
     """Read a 300W split into FaceRecords with subset flags (common, challenge).
 
     split: ``"train"``; ``"test"`` or ``"full"`` (common + challenge, flagged); ``"common"``;
-    ``"challenge"``. Training faces have both flags False.
+    ``"challenge"``; ``"private"`` (01_Indoor + 02_Outdoor, 600 faces in the official release).
+    Training and private faces have both flags False.
     """
     root = require_root(root, "300W", TREE)
     split = check_split(split, SPLITS, "300W")
@@ -142,6 +159,8 @@ def read_300w(root: str | Path, split: str) -> list[FaceRecord]:
         plan += [(f, (True, False)) for f in COMMON_FOLDERS]
     if split in ("test", "full", "challenge"):
         plan += [(f, (False, True)) for f in CHALLENGE_FOLDERS]
+    if split == "private":
+        plan += [(_private_folder(root, f), (False, False)) for f in PRIVATE_FOLDERS]
     records: list[FaceRecord] = []
     for rel, flags in plan:
         records += _read_folder(root, rel, flags)
