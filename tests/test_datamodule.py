@@ -189,6 +189,7 @@ def test_hydra_config_instantiates(synth_root) -> None:
     assert dm.aug.occlusion_size == (0.1, 0.4)
 
 
+@pytest.mark.slow  # Trainer.fit
 def test_lightning_trainer_sets_the_epoch(synth_root) -> None:
     import lightning as L
 

@@ -87,6 +87,7 @@ def _env(tmp_path: Path) -> dict:
     return {**os.environ, "HIH_DATA_DIR": str(tmp_path / "data"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow  # a hih-train subprocess
 def test_slurm_sweep_submits_multinode_array(tmp_path):
     """hih-train -m with hydra/launcher=slurm writes one sbatch job array whose jobs are multi-node DDP runs.
 
