@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install train test bench quantization flops gpu-check clean
+.PHONY: install train test test-fast bench quantization flops gpu-check clean
 
 install: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 train: install
 	$(BIN)/hih-train $(ARGS)
 
+# Everything (CI runs this through .ci/run).
 test: install
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(ARGS)
+
+# The edit loop: all but the tests marked slow (they train with Lightning or start subprocesses).
+test-fast: install
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" $(ARGS)
 
 bench: install
 	$(BIN)/python scripts/bench_codecs.py

@@ -174,13 +174,14 @@ def test_validation_on_test_split_when_no_holdout(synth_root) -> None:
 
 
 def test_hydra_config_instantiates(synth_root) -> None:
+    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    conf_dir = Path(__file__).resolve().parents[1] / "conf" / "data"
+    conf_dir = Path(__file__).resolve().parents[1] / "conf"
     for name in ("synthetic", "wflw", "300w", "cofw"):
-        data = OmegaConf.load(conf_dir / f"{name}.yaml")
-        cfg = OmegaConf.create({"paths": {"data_dir": str(synth_root.parent)}, "data": data})
+        # Composed (not loaded as YAML): each data config extends conf/data/_base.yaml.
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose("train", [f"data={name}", "~experiment", f"paths.data_dir={synth_root.parent}"])
         dm = instantiate(cfg.data.datamodule)
         assert isinstance(dm, FaceDataModule)
         assert dm.num_landmarks == cfg.data.num_landmarks and dm.layout.name == cfg.data.layout
@@ -188,6 +189,7 @@ def test_hydra_config_instantiates(synth_root) -> None:
     assert dm.aug.occlusion_size == (0.1, 0.4)
 
 
+@pytest.mark.slow  # Trainer.fit
 def test_lightning_trainer_sets_the_epoch(synth_root) -> None:
     import lightning as L
 

@@ -16,6 +16,7 @@ from hih.models import build_net
 from hih.module import FaceAlignmentModule, NonFiniteError
 
 N, S, DEC = 5, 64, 4
+pytestmark = pytest.mark.slow  # every test here runs Trainer.fit
 
 
 class RandomFaces(Dataset):

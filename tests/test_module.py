@@ -97,6 +97,7 @@ def _metric_keys(prefix: str, suffix: str = "") -> set[str]:
     return {f"{prefix}/{m}{suffix}{s}" for m in ("nme", "fr_10", "auc_10") for s in ("", "/pose", "/blur")}
 
 
+@pytest.mark.slow  # Trainer.fit
 @pytest.mark.parametrize("method", list(METHODS))
 def test_fit_and_test_log_expected_keys(method):
     module = _module(method, stacks=2 if method == "hih_c" else 1)
@@ -177,6 +178,7 @@ class _RecordLoss(L.Callback):
         self.losses.append(float(outputs["loss"]))
 
 
+@pytest.mark.slow  # Trainer.fit
 def test_loss_falls_on_a_fixed_batch():
     module = _module("hih_c", optimizer={"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4})
     rec = _RecordLoss()
@@ -186,6 +188,7 @@ def test_loss_falls_on_a_fixed_batch():
     assert rec.losses[-1] < 0.5 * rec.losses[0], rec.losses
 
 
+@pytest.mark.slow  # Trainer.fit
 def test_step_schedule_with_warmup_counts_epochs():
     module = _module("baseline", scheduler={"type": "step", "step_size": 2, "gamma": 0.1, "warmup_steps": 2})
     rec = _RecordLoss()
@@ -196,6 +199,7 @@ def test_step_schedule_with_warmup_counts_epochs():
     assert rec.lrs == pytest.approx(expected)
 
 
+@pytest.mark.slow  # Trainer.fit
 @pytest.mark.parametrize("kind", ["cosine", "onecycle"])
 def test_cosine_and_onecycle_schedules(kind):
     module = _module("baseline", scheduler={"type": kind, "warmup_steps": 1})
@@ -207,6 +211,7 @@ def test_cosine_and_onecycle_schedules(kind):
         assert rec.lrs[1] == pytest.approx(1e-3) and rec.lrs[1] > rec.lrs[2] > rec.lrs[3]
 
 
+@pytest.mark.slow  # Trainer.fit
 def test_layout_hydra_configs_and_checkpoint(tmp_path):
     head, make_codec = METHODS["hih_c"]
     net = build_net(head=head, num_landmarks=98, **TINY, **HEAD_KWARGS[head])

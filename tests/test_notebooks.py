@@ -11,6 +11,7 @@ from nbclient import NotebookClient
 from test_report import make_multirun
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+pytestmark = pytest.mark.slow  # each test executes notebooks in a Jupyter kernel (a subprocess)
 
 
 def _execute(name: str, tmp_path: Path) -> nbformat.NotebookNode:

@@ -24,7 +24,7 @@ def faces(tmp_path_factory):
 
 
 def _model(tmp_path, ckpt=None):
-    from hih.cli.predict import build_model
+    from hih.inference import build_model
 
     overrides = [*TINY, f"input_dir={tmp_path}"] + ([f"ckpt_path={ckpt}"] if ckpt else ["ckpt_path=null"])
     return build_model(compose("predict", overrides, output_dir=tmp_path))
@@ -79,7 +79,7 @@ def test_predictions_map_back_through_the_crop(tmp_path, faces):
 
 
 def test_predict_with_a_trained_checkpoint_loads_weights_only(tmp_path, faces):
-    from hih.cli.predict import build_model
+    from hih.inference import build_model
 
     net, _ = _model(tmp_path)
     ckpt = tmp_path / "w.ckpt"
@@ -101,3 +101,18 @@ def test_read_boxes_formats_and_errors(tmp_path):
     t.write_text("a.jpg 10 2 3 40\n")
     with pytest.raises(ValueError, match="line 1: expected a box x0 y0 x1 y1 with x1 > x0"):
         read_boxes(t)
+
+
+def test_predict_feeds_the_net_the_test_sets_crop(tmp_path, faces):
+    # One evaluation crop: hih-predict's input for a face is the test dataset's image, to the bit.
+    from hih.data.dataset import FaceDataset
+    from hih.data.layouts import get_layout
+    from hih.data.records import load_image
+
+    net, codec = _model(tmp_path)
+    seen = []
+    net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    rec = faces[0]
+    predict_images(net, codec, [load_image(rec.image_path)], [rec.bbox])
+    sample = FaceDataset(faces, get_layout("wflw"), input_size=64, train=False)[0]
+    assert torch.equal(seen[0][0], sample["image"])

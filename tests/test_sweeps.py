@@ -87,6 +87,7 @@ def _env(tmp_path: Path) -> dict:
     return {**os.environ, "HIH_DATA_DIR": str(tmp_path / "data"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow  # a hih-train subprocess
 def test_slurm_sweep_submits_multinode_array(tmp_path):
     """hih-train -m with hydra/launcher=slurm writes one sbatch job array whose jobs are multi-node DDP runs.
 
@@ -160,3 +161,20 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
     assert [r["run"] for r in nme_rows] == ["model=baseline", "model=wsm", "model=wov"]
     assert {"Fullset", "Pose", "Exp.", "Ill.", "Mu.", "Occ.", "Blur"} <= set(nme_rows[0])
     assert (out / "runs_nme.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_multirun_ends_without_a_callback_warning(tmp_path):
+    """SweepCallback implements Hydra's whole Callback interface: Hydra calls on_multirun_end (and the
+    other hooks) on every callback and used to warn 'Callback SweepCallback.on_multirun_end raised
+    AttributeError' at the end of every multirun."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [str(VENV_BIN / "hih-train"), "-m", "+sweep=heads", "hydra.sweeper.params.model=baseline",
+         "train=false", "test=false", *TINY, f"hydra.sweep.dir={sweep}"],
+        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (sweep / "0" / "status.json").is_file()  # the callback did run
+    output = proc.stdout + proc.stderr
+    assert "raised AttributeError" not in output and "Callback SweepCallback" not in output, output[-4000:]

@@ -1,9 +1,10 @@
 """Landmarks for a folder of images: face boxes, batched crops, the net, back to original-image pixels.
 
-Used by ``hih-predict``; importable without Hydra. Coordinates follow the suite's convention (pixel
-``i`` covers ``[i, i + 1)``). A face is cropped exactly as at evaluation time
-(:func:`hih.data.geometry.crop_matrix` around its box, side ``crop_scale`` x the box's long side);
-predictions are mapped back with the inverse of that crop.
+Used by ``hih-predict`` and ``hih-export`` (:func:`build_model`); importable without Hydra (only
+:func:`build_model` needs it). Coordinates follow the suite's convention (pixel ``i`` covers
+``[i, i + 1)``). A face is cropped by the data pipeline's own :class:`hih.data.transforms.EvalTransform`
+(around its box, side ``crop_scale`` x the box's long side); predictions are mapped back with the
+inverse of that crop.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import torch
 from torch import nn
 
 from hih.codecs.base import Codec
-from hih.data.geometry import apply_affine, crop_matrix, warp_image
+from hih.data.geometry import apply_affine
 from hih.data.records import load_image
-from hih.data.transforms import to_tensor
+from hih.data.transforms import EvalTransform, to_tensor
 
-__all__ = ["IMAGE_SUFFIXES", "draw_landmarks", "list_images", "predict_folder", "predict_images", "read_boxes", "resolve_device"]
+__all__ = ["IMAGE_SUFFIXES", "build_model", "draw_landmarks", "list_images", "predict_folder", "predict_images", "read_boxes", "resolve_device"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -74,6 +75,22 @@ def read_boxes(path: str | Path) -> dict[str, np.ndarray]:
     return boxes
 
 
+def build_model(cfg) -> tuple[nn.Module, Codec]:
+    """The composed net and codec (eval mode) with ``cfg.ckpt_path``'s weights, if any (weights_only,
+    mismatches listed). ``cfg``: a composed predict / export config (model, module, data.layout)."""
+    from hydra.utils import instantiate
+
+    from hih.checkpoints import load_weights
+
+    net = instantiate(cfg.model.net)
+    codec = instantiate(cfg.model.codec)
+    # The full LightningModule, so the checkpoint's keys are checked exactly as hih-eval does.
+    module = instantiate(cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False)
+    if cfg.get("ckpt_path"):
+        load_weights(module, cfg.ckpt_path)
+    return module.net.eval(), codec
+
+
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` -> cuda if available else cpu; anything else as torch spells it ("cpu", "cuda:1")."""
     if device == "auto":
@@ -99,7 +116,7 @@ def predict_images(
     if len(images) != len(boxes):
         raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
     device = torch.device(device)
-    size = int(codec.input_size)
+    transform = EvalTransform(int(codec.input_size), crop_scale)
     net = net.to(device).eval()
     out: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
@@ -107,8 +124,8 @@ def predict_images(
         for image, box in zip(images[start : start + batch_size], boxes[start : start + batch_size]):
             h, w = image.shape[:2]
             box = np.array([0, 0, w, h], np.float32) if box is None else box
-            m = crop_matrix(box, size, scale=crop_scale)
-            crops.append(to_tensor(warp_image(image, m, size)))
+            crop, m = transform.crop(image, box)
+            crops.append(to_tensor(crop))
             inverses.append(np.linalg.inv(m))
         batch = torch.stack(crops).to(device)
         pred = codec.decode(net(batch).for_codec()).float().cpu().numpy()

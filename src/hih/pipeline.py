@@ -11,14 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
-from hih.analysis.plots import plot_ced, plot_predictions
+from hih.analysis.figures import log_figures, write_test_figures
 from hih.analysis.results import print_results, write_metrics
 from hih.checkpoints import CheckpointMismatchError, load_weights
-from hih.metrics import per_sample_nme
 
 
 @dataclass
@@ -131,20 +129,26 @@ def _training_overrides_hint(ckpt: str | Path) -> str:
 
 @contextmanager
 def finishing(parts: Parts):
-    """Close the W&B run at the end of a run, failed or not.
-
-    Lightning's WandbLogger never calls ``wandb.finish()``: the summary would only be written at
-    interpreter exit, and the next run of a multirun (same process) would silently reuse this one.
-    """
+    """Run the body, then close the loggers' W&B runs, failed or not (:func:`finish_wandb_runs`)."""
     ok = False
     try:
         yield parts
         ok = True
     finally:
-        for lg in parts.loggers:
-            run = getattr(lg, "_experiment", None) if type(lg).__name__ == "WandbLogger" else None
-            if run is not None:
-                run.finish(exit_code=0 if ok else 1)
+        finish_wandb_runs(parts.loggers, ok)
+
+
+def finish_wandb_runs(loggers: list, ok: bool) -> None:
+    """Call ``wandb.finish()`` on every WandbLogger's run (exit code 0 if ``ok``, else 1).
+
+    Works around Lightning's WandbLogger, which never calls ``wandb.finish()``: the summary would
+    only be written at interpreter exit, and the next run of a multirun (same process) would
+    silently log into this one.
+    """
+    for lg in loggers:
+        run = getattr(lg, "_experiment", None) if type(lg).__name__ == "WandbLogger" else None
+        if run is not None:
+            run.finish(exit_code=0 if ok else 1)
 
 
 def resolve_ckpt(ckpt_path: str | None, output_dir: str | Path) -> str | None:
@@ -165,45 +169,9 @@ def report(parts: Parts, output_dir: str | Path, plot_samples: int = 8, title: s
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         print_results(metrics, "test", title=title)
-        errors = module.test_errors_by_subset()
-        ced = plot_ced(errors, output_dir / "ced.png", threshold=100 * module.metric_threshold, title=title or "CED")
-        samples = draw_samples(module, datamodule, output_dir / "predictions.png", plot_samples)
-        plots = {"test/ced": Path(ced)} | ({"test/predictions": Path(samples)} if samples else {})
-        _log_figures(parts.loggers, plots, metrics)
+        plots = write_test_figures(module, datamodule, output_dir, plot_samples, title)
+        log_figures(parts.loggers, plots, metrics)
         # Printed, not logged: the paths must reach the console whatever hydra/job_logging says.
         print(f"metrics: {output_dir / 'metrics.json'}")
         print(f"plots:   {', '.join(str(p) for p in plots.values())}")
     return metrics
-
-
-@torch.no_grad()
-def draw_samples(module, datamodule, path: Path, count: int) -> Path | None:
-    """Predictions on the first test faces, with the integer (and decimal) heatmap of one landmark."""
-    if count <= 0:
-        return None
-    batch = next(iter(datamodule.test_dataloader()))
-    batch = {k: v[:count] for k, v in batch.items()}
-    module.eval()
-    device = next(module.parameters()).device
-    output = module.net(batch["image"].to(device))
-    pred = module.codec.decode(output.for_codec()).float().cpu()
-    nme = per_sample_nme(pred, batch["landmarks"], module.norm_pair).numpy()
-    landmark = int(module.norm_pair[0])  # an eye corner: well defined on every layout
-    heat = output.heatmaps[-1][:, landmark].float().cpu().numpy()
-    dec = output.head[:, landmark].float().cpu().numpy() if output.head_key == "decimal" else None
-    return plot_predictions(batch["image"].numpy(), batch["landmarks"].numpy(), pred.numpy(), path, heat, dec, landmark, nme)
-
-
-def _log_figures(loggers: list, plots: dict[str, Path], metrics: dict[str, float]) -> None:
-    """W&B gets the plots as images and the results as a table; other loggers have the files."""
-    from hih.analysis.results import column_order, split_metrics
-
-    for lg in loggers:
-        if type(lg).__name__ != "WandbLogger":
-            continue
-        for key, path in plots.items():
-            lg.log_image(key, [str(path)])
-        rows = split_metrics(metrics, "test")
-        # Same column order as the console table: nme, fr, auc, then the integer-only variants.
-        columns = sorted({c for r in rows.values() for c in r}, key=column_order)
-        lg.log_table("test/results", columns=["subset", *columns], data=[[s, *(r.get(c) for c in columns)] for s, r in rows.items()])

@@ -11,29 +11,26 @@ import matplotlib
 matplotlib.use("Agg")  # runs on headless nodes; notebooks switch backends themselves
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
-IMAGENET_STD = np.array([0.229, 0.224, 0.225])
-
-
-def ced_curve(errors: np.ndarray, max_error: float, steps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative error distribution: fraction of faces with NME <= t, for t in [0, max_error] (percent)."""
-    errors = np.sort(np.asarray(errors, dtype=np.float64))
-    thresholds = np.linspace(0.0, max_error, steps)
-    fractions = np.searchsorted(errors, thresholds, side="right") / max(len(errors), 1)
-    return thresholds, fractions
+from hih.data.transforms import denormalize as _denormalize  # noqa: E402
+from hih.metrics import auc_from_errors, ced  # noqa: E402
 
 
 def plot_ced(errors: Mapping[str, np.ndarray], path: str | os.PathLike, threshold: float = 10.0, title: str = "CED") -> Path:
-    """One curve per named set of per-face NMEs (percent); the AUC in the legend integrates to ``threshold``."""
+    """One curve per named set of per-face NMEs (percent), cut at ``threshold`` (percent).
+
+    Curve and legend AUC come from :mod:`hih.metrics` (the exact integral of the step CED), so the
+    legend shows the AUC of metrics.json.
+    """
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     for name, err in errors.items():
-        err = np.asarray(err, dtype=np.float64)
-        if err.size == 0:
+        err = torch.as_tensor(np.asarray(err, dtype=np.float64))
+        if err.numel() == 0:
             continue
-        t, f = ced_curve(err, threshold)
-        auc = np.trapezoid(f, t) / threshold if hasattr(np, "trapezoid") else np.trapz(f, t) / threshold
-        ax.plot(t, f, label=f"{name} (NME {err.mean():.2f}, AUC {auc:.3f})")
+        t, f = ced(err, threshold)
+        auc = float(auc_from_errors(err, threshold / 100.0))
+        ax.plot(t.numpy(), f.numpy(), label=f"{name} (NME {float(err.mean()):.2f}, AUC {auc:.3f})")
     ax.set_xlabel("NME (%)")
     ax.set_ylabel("fraction of faces")
     ax.set_xlim(0, threshold)
@@ -45,9 +42,9 @@ def plot_ced(errors: Mapping[str, np.ndarray], path: str | os.PathLike, threshol
 
 
 def denormalize(images: np.ndarray) -> np.ndarray:
-    """(B, 3, H, W) ImageNet-normalised -> (B, H, W, 3) in [0, 1]."""
-    images = np.asarray(images, dtype=np.float64).transpose(0, 2, 3, 1)
-    return np.clip(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 1.0)
+    """(B, 3, H, W) ImageNet-normalised -> (B, H, W, 3) in [0, 1], for imshow."""
+    rgb = _denormalize(torch.as_tensor(np.asarray(images, dtype=np.float64)))
+    return rgb.permute(0, 2, 3, 1).numpy()
 
 
 def plot_predictions(

@@ -17,7 +17,8 @@ Status of a job, from the most to the least certain evidence:
   ``not started``  part of the sweep's grid (multirun.yaml) but no job folder yet.
 Nothing is dropped silently: every job of the grid is a row.
 
-Importable without Hydra; Hydra is needed only to expand a sweep's grid (not-started jobs).
+Reading and reporting need no running Hydra app; Hydra's grid expansion is used only to list
+not-started jobs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.experimental.callback import Callback
+
+from hih.analysis.results import write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,11 @@ SUBSET_LABELS = {
 
 
 # ---------------------------------------------------------------------------------------- status
-class SweepCallback:
+class SweepCallback(Callback):
     """Hydra callback (``hydra.callbacks``) of the sweep configs: job status files and one W&B group.
+
+    A subclass of Hydra's ``Callback``: Hydra calls every hook (on_run_*, on_multirun_end, ...) on
+    each callback, and one this class lacked was reported as a warning at the end of every multirun.
 
     on_job_start writes ``status.json`` = ``{"status": "running", "started", "host", "pid"}`` into
     the job's folder; on_job_end rewrites it as ``completed`` or ``failed`` with the error and its
@@ -109,12 +116,7 @@ def _now() -> str:
 
 def write_status(job_dir: str | os.PathLike, status: Mapping[str, Any]) -> Path:
     """Atomically (re)write ``status.json`` in a job folder."""
-    path = Path(job_dir) / STATUS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dict(status), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(job_dir) / STATUS_FILE, dict(status))
 
 
 def read_status(job_dir: str | os.PathLike) -> dict | None:

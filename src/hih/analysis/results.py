@@ -21,14 +21,20 @@ def to_floats(metrics: Mapping[str, object]) -> dict[str, float]:
     return out
 
 
-def write_metrics(path: str | os.PathLike, metrics: Mapping[str, object]) -> Path:
-    """Write ``metrics.json`` atomically (a crash never leaves half a file)."""
+def write_json(path: str | os.PathLike, data: object) -> Path:
+    """Write ``data`` as indented JSON atomically: a crash (or a reader polling the file) never sees
+    half a file. NaN is written as ``NaN`` (Python's json reads it back)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_floats(metrics), indent=2, allow_nan=True) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def write_metrics(path: str | os.PathLike, metrics: Mapping[str, object]) -> Path:
+    """Write ``metrics.json`` (plain floats, keys sorted) atomically."""
+    return write_json(path, to_floats(metrics))
 
 
 def split_metrics(metrics: Mapping[str, float], stage: str = "test") -> dict[str, dict[str, float]]:

@@ -17,8 +17,8 @@ from hih.cli._hydra import config_dir
 
 
 def export(cfg: DictConfig) -> dict[str, float]:
-    from hih.cli.predict import build_model
     from hih.exporting import check_onnx, export_onnx
+    from hih.inference import build_model
 
     net, codec = build_model(cfg)
     path = export_onnx(net, Path(cfg.paths.output_dir) / f"{cfg.model.name}.onnx", int(cfg.data.input_size), cfg.opset, cfg.dynamo)

@@ -14,24 +14,9 @@ from omegaconf import DictConfig
 from hih.cli._hydra import config_dir
 
 
-def build_model(cfg: DictConfig):
-    """The composed net and codec with ``cfg.ckpt_path``'s weights (weights_only, mismatches listed)."""
-    from hydra.utils import instantiate
-
-    from hih.checkpoints import load_weights
-
-    net = instantiate(cfg.model.net)
-    codec = instantiate(cfg.model.codec)
-    # The full LightningModule, so the checkpoint's keys are checked exactly as hih-eval does.
-    module = instantiate(cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False)
-    if cfg.get("ckpt_path"):
-        load_weights(module, cfg.ckpt_path)
-    return module.net.eval(), codec
-
-
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 def main(cfg: DictConfig) -> dict:
-    from hih.inference import predict_folder, resolve_device
+    from hih.inference import build_model, predict_folder, resolve_device
 
     net, codec = build_model(cfg)
     out = cfg.paths.output_dir

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hih.ops import argmax_2d  # noqa: F401  (re-exported: the codecs' decoders use it from here)
+
 #: Smallest distance (in heatmap cells) kept between the rendered Gaussian's centre and its cell's
 #: edges. Without it a landmark exactly on (or one float ulp below) a cell edge gives two cells
 #: whose values round to the same float, and argmax could return floor(u) - 1 or floor(u) + 1
@@ -124,21 +126,6 @@ def check_sigma(name: str, sigma: float, minimum: float) -> float:
     if not math.isfinite(sigma) or sigma < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum:.4g}, got {sigma}")
     return sigma
-
-
-def argmax_2d(heatmap: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-map argmax of (B, N, H, W) maps: (cy, cx, flat) long tensors of shape (B, N).
-
-    Ties go to the first cell in row-major order, as with a flat argmax; codec targets never tie.
-    Two-level (row maxima, best row, argmax inside it) because torch's CPU argmax over long rows is
-    several times slower than amax; the full map is read once, by amax.
-    """
-    w = heatmap.shape[-1]
-    cy = heatmap.amax(-1).argmax(-1)  # first row holding the map's maximum
-    cols = torch.arange(w, device=heatmap.device)
-    row = heatmap.flatten(-2).gather(-1, cy.unsqueeze(-1) * w + cols)
-    cx = row.argmax(-1)
-    return cy, cx, cy * w + cx
 
 
 def coord_dtype(t: Tensor) -> torch.dtype:

@@ -163,8 +163,13 @@ class EvalTransform:
         self.border = border
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, bbox: np.ndarray):
+        crop, m = self.crop(image, bbox)
+        return crop, apply_affine(landmarks, m), m
+
+    def crop(self, image: np.ndarray, bbox: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The face crop alone (hih-predict has no landmarks): (S x S x 3 uint8, (3, 3) matrix)."""
         m = crop_matrix(bbox, self.input_size, scale=self.crop_scale)
-        return warp_image(image, m, self.input_size, border=self.border), apply_affine(landmarks, m), m
+        return warp_image(image, m, self.input_size, border=self.border), m
 
 
 class TrainTransform:

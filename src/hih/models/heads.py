@@ -17,7 +17,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from hih.codecs.common import argmax_2d
+from hih.ops import argmax_2d
 from hih.models.layers import ConvBNReLU, DownBlock, init_small_normal
 
 
