@@ -9,17 +9,19 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def config_dir() -> str:
-    """The ``conf/`` folder: ``$HIH_CONFIG_DIR`` if set, else the repository's (editable install)."""
+    """The ``conf/`` folder: ``$HIH_CONFIG_DIR`` if set, else the repository's (editable install, or
+    ``PYTHONPATH=src``), else the copy shipped in the wheel as ``hih/conf`` (``pip install .``, see setup.py)."""
     env = os.environ.get("HIH_CONFIG_DIR")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / "conf")
+    here = Path(__file__).resolve()
+    candidates += [here.parents[3] / "conf", here.parents[1] / "conf"]
     for path in candidates:
         if (path / "train.yaml").is_file():
             return str(path)
     raise FileNotFoundError(
         "hih cannot find its Hydra configs (conf/train.yaml). Looked in: "
         + ", ".join(str(p) for p in candidates)
-        + ". Install the package editable from a clone (make install) or set HIH_CONFIG_DIR."
+        + ". Install the package from a clone (make install, or pip install .) or set HIH_CONFIG_DIR."
     )
 
 
