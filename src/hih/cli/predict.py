@@ -11,7 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from hih.cli._hydra import config_dir
+from hih.cli._hydra import hih_main
 
 
 def build_model(cfg: DictConfig):
@@ -29,7 +29,7 @@ def build_model(cfg: DictConfig):
     return module.net.eval(), codec
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+@hih_main("predict")
 def main(cfg: DictConfig) -> dict:
     from hih.inference import predict_folder, resolve_device
 
