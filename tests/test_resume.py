@@ -1,9 +1,13 @@
 """Exact resume: a run SIGKILLed mid-epoch and resumed with ckpt_path=last ends with the same test
-metrics as the uninterrupted run; plus the resumable loader and the run-dir guard on their own."""
+metrics and the same csv/metrics.csv rows as the uninterrupted run; plus the resumable loader, the
+resumable CSV writer and the run-dir guard on their own."""
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+from collections import Counter
 import os
 import signal
 import subprocess
@@ -30,6 +34,7 @@ TINY = [
     "data.datamodule.num_workers=0",
     "trainer.max_epochs=3",
     "trainer.deterministic=true",
+    "trainer.log_every_n_steps=1",
     "callbacks.last_checkpoint.every_n_train_steps=3",
     "~callbacks.progress_bar",
     "+trainer.enable_progress_bar=false",
@@ -70,6 +75,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (killed / "metrics.json").exists()
+    before_kill = _csv_rows(killed)
 
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     step = ckpt["global_step"]
@@ -84,6 +90,77 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     got = json.loads((killed / "metrics.json").read_text())
     want = json.loads((full / "metrics.json").read_text())
     assert got == want  # exact: same batches, same augmentation, same optimizer / scheduler state
+
+    # csv/metrics.csv: the killed run's rows below the checkpoint's step survive the resume, the rows
+    # the resumed run logs again are not doubled, and the result is the uninterrupted run's CSV, but:
+    # - the checkpointing batch's own row (step - 1) when the kill came between the checkpoint write
+    #   and that row (Lightning logs a batch after its on_train_batch_end, where last.ckpt is saved);
+    # - the epoch means of the interrupted epoch, which Lightning does not checkpoint: after a
+    #   mid-epoch resume they average only the batches run after it.
+    rows, reference = _csv_rows(killed), _csv_rows(full)
+    kept = [r for r in before_kill if r["step"] < step]
+    assert kept and Counter(kept) <= Counter(rows), "rows logged before the kill are missing after the resume"
+    assert any(r["step"] >= step for r in rows)
+    unlogged = [r for r in reference if r["step"] == step - 1 and r not in before_kill]
+    assert len(unlogged) <= 1
+    want = Counter(reference) - Counter(unlogged)
+    assert Counter(map(_shape, rows)) == Counter(map(_shape, want.elements())), \
+        "the resumed run's CSV does not hold each logged row once"
+    interrupted = str(step // STEPS_PER_EPOCH)
+    epoch_mean = lambda r: r.get("epoch") == interrupted and any(k.endswith("_epoch") for k in r)  # noqa: E731
+    assert Counter(r for r in rows if not epoch_mean(r)) == Counter(r for r in want.elements() if not epoch_mean(r))
+
+
+def _shape(row: dict) -> tuple:
+    return row["step"], frozenset(row)
+
+
+class _Row(dict):
+    """A CSV row without its empty cells, hashable (for Counter); ``step`` as an int."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+
+def _csv_rows(run_dir: Path) -> list[_Row]:
+    path = run_dir / "csv" / "metrics.csv"
+    snapshot = run_dir.parent / f"{run_dir.name}-metrics.csv"
+    shutil.copy(path, snapshot)  # a stable copy
+    with open(snapshot, newline="") as fh:
+        rows = [_Row({k: v for k, v in r.items() if v != ""}) for r in csv.DictReader(fh)]
+    for r in rows:
+        r["step"] = int(r["step"])
+    return rows
+
+
+def test_resumed_csv_keeps_rows_below_the_resume_step(tmp_path):
+    from hih.loggers import CSVLogger
+
+    first = CSVLogger(save_dir=tmp_path, name="csv", version="", flush_logs_every_n_steps=1)
+    for s in range(6):
+        first.log_metrics({"loss": float(s)}, step=s)
+    first.log_metrics({"val/nme": 1.0}, step=4)
+    # killed here; the checkpoint was at step 3: the resumed process logs from step 3 again
+    second = CSVLogger(save_dir=tmp_path, name="csv", version="", flush_logs_every_n_steps=1)
+    for s in range(3, 7):
+        second.log_metrics({"loss": 10.0 + s}, step=s)
+    second.log_metrics({"val/nme": 2.0}, step=4)
+    second.save()
+    rows = _csv_rows(tmp_path)
+    assert [(r["step"], r.get("loss"), r.get("val/nme")) for r in rows] == [
+        (0, "0.0", None), (1, "1.0", None), (2, "2.0", None),
+        (3, "13.0", None), (4, "14.0", None), (5, "15.0", None), (6, "16.0", None), (4, None, "2.0"),
+    ]
+
+
+def test_wandb_run_id_follows_the_run_dir(tmp_path):
+    from hih.loggers import WandbLogger
+
+    a = WandbLogger(save_dir=str(tmp_path / "run"), offline=True)
+    b = WandbLogger(save_dir=str(tmp_path / "run" / "x" / ".."), offline=True)
+    c = WandbLogger(save_dir=str(tmp_path / "other"), offline=True)
+    assert a._wandb_init["id"] == b._wandb_init["id"] != c._wandb_init["id"]
+    assert a._wandb_init["resume"] == "allow" and "anonymous" not in a._wandb_init
 
 
 class Keys(torch.utils.data.Dataset):

@@ -1,25 +1,41 @@
-"""Where the configs live, and the few Hydra helpers every entry point shares."""
+"""Where the configs live, and the few Hydra helpers every entry point shares: the ``hih_main``
+decorator (known user errors as one message, a quiet console) and the console log format."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import sys
+import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+# torch deprecated LeafSpec; Lightning still uses it on every fit. Nothing a user can act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# The exception types the suite raises for bad input (docs/bad_input.md); shown as one message when
+# raised by the suite's own code. The same types raised inside a dependency stay a traceback (a bug).
+USER_ERROR_TYPES = (OSError, ValueError, RuntimeError, FloatingPointError)
+
 
 def config_dir() -> str:
-    """The ``conf/`` folder: ``$HIH_CONFIG_DIR`` if set, else the repository's (editable install)."""
+    """The ``conf/`` folder: ``$HIH_CONFIG_DIR`` if set, else the repository's (editable install, or
+    ``PYTHONPATH=src``), else the copy shipped in the wheel as ``hih/conf`` (``pip install .``, see setup.py)."""
     env = os.environ.get("HIH_CONFIG_DIR")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / "conf")
+    here = Path(__file__).resolve()
+    candidates += [here.parents[3] / "conf", here.parents[1] / "conf"]
     for path in candidates:
         if (path / "train.yaml").is_file():
             return str(path)
     raise FileNotFoundError(
         "hih cannot find its Hydra configs (conf/train.yaml). Looked in: "
         + ", ".join(str(p) for p in candidates)
-        + ". Install the package editable from a clone (make install) or set HIH_CONFIG_DIR."
+        + ". Install the package from a clone (make install, or pip install .) or set HIH_CONFIG_DIR."
     )
 
 
@@ -35,3 +51,80 @@ def instantiate_group(group: DictConfig | None) -> list:
 def resolved(cfg: DictConfig) -> dict:
     """The fully resolved config as plain containers (for loggers and checkpoints)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+def hih_main(config_name: str, *, uses_lightning: bool = True) -> Callable:
+    """``@hydra.main`` for a suite entry point, plus: a known user error (a USER_ERROR_TYPES exception
+    raised by hih code, e.g. a missing dataset folder or a checkpoint that does not fit) prints
+    ``Error: <message>`` to stderr, without Hydra's traceback, and exits with status 1;
+    ``HYDRA_FULL_ERROR=1`` re-raises it for the traceback. ``uses_lightning`` drops Lightning's own
+    console handler, which repeats every log line that Hydra's handlers already print and file."""
+    import hydra
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable:
+        @functools.wraps(task)  # Hydra unwraps __wrapped__ to name the job after the CLI module
+        def run(cfg: DictConfig) -> Any:
+            if uses_lightning:
+                quiet_lightning()
+            try:
+                return task(cfg)
+            except USER_ERROR_TYPES as e:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1" or not raised_by_suite(e):
+                    raise
+                report_user_error(e)
+                raise SystemExit(1) from None
+
+        return hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(run)
+
+    return decorate
+
+
+def raised_by_suite(e: BaseException) -> bool:
+    """Whether the innermost frame of ``e``'s traceback is hih code (a deliberate, worded raise)."""
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE_DIR)
+
+
+def report_user_error(e: BaseException) -> None:
+    """``Error: <message>`` on stderr, and the same line in the run's log file (if Hydra opened one)."""
+    message = f"Error: {e}"
+    print(message, file=sys.stderr, flush=True)
+    record = logging.LogRecord("hih", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def quiet_lightning() -> None:
+    """Remove the console handler that ``import lightning`` attaches to its logger: with Hydra's root
+    handlers in place, it printed each Lightning message a second time (``INFO: ...``)."""
+    import lightning  # noqa: F401  (the handler is added at import; import now so it can be removed)
+
+    logger = logging.getLogger("lightning")
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            logger.removeHandler(handler)
+    logger.propagate = True
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Console lines: the message alone for INFO, ``WARNING: message`` above (the file keeps timestamps)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno <= logging.INFO else f"{record.levelname}: {text}"
+
+
+class VendorTipFilter(logging.Filter):
+    """Drops Lightning's advertisements (``💡 Tip: ... litlogger / litmodels``) from console and log file,
+    and its note that a configured summary callback replaces the default (hih.summary.ModelSummary)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "Tip:" in msg and ("litlogger" in msg or "litmodels" in msg):
+            return False
+        return "Skipping setting a default `ModelSummary` callback" not in msg

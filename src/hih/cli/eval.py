@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from hih.cli._hydra import config_dir
+from hih.cli._hydra import hih_main
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+@hih_main("eval")
 def main(cfg: DictConfig) -> float | None:
     from hih.pipeline import evaluate
 

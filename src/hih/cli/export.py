@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from hih.cli._hydra import config_dir
+from hih.cli._hydra import hih_main
 
 
 def export(cfg: DictConfig) -> dict[str, float]:
@@ -31,7 +30,7 @@ def export(cfg: DictConfig) -> dict[str, float]:
     return diffs
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+@hih_main("export")
 def main(cfg: DictConfig) -> dict[str, float]:
     return export(cfg)
 

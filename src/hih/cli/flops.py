@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from hih.cli._hydra import config_dir
+from hih.cli._hydra import hih_main
 
 
 def flops_record(cfg: DictConfig) -> dict:
@@ -37,7 +37,7 @@ def flops_record(cfg: DictConfig) -> dict:
     }
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="flops")
+@hih_main("flops")
 def main(cfg: DictConfig) -> dict:
     record = flops_record(cfg)
     out = Path(cfg.paths.output_dir) / "flops.json"

@@ -8,13 +8,12 @@ the checkpoint is loaded as plain tensors and must fit that model.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from hih.cli._hydra import config_dir
+from hih.cli._hydra import hih_main
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+@hih_main("predict")
 def main(cfg: DictConfig) -> dict:
     from hih.inference import build_model, predict_folder, resolve_device
 

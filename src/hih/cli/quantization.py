@@ -8,10 +8,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from hih.cli._hydra import config_dir
+from hih.cli._hydra import hih_main
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="quantization")
+@hih_main("quantization")
 def main(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 

@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from hih.cli._hydra import config_dir
+from hih.cli._hydra import hih_main
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="report")
+@hih_main("report", uses_lightning=False)
 def main(cfg: DictConfig) -> None:
     from rich.console import Console
 

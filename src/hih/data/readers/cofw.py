@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hih.data.readers._common import check_split, missing, require_root
+from hih.data.readers._common import check_split, missing, require_root, warn_far_outside
 from hih.data.records import FaceRecord, load_image, save_image
 
 NUM_LANDMARKS = 29
@@ -216,6 +216,7 @@ def read_cofw(root: str | Path, split: str, cache_dir: str | Path | None = None)
         raise ValueError(f"{mat}: {_VARS[split][2]} row {bad + 1}: expected x, y, w, h with w, h > 0, "
                          f"got {boxes[bad].tolist()}")
     xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1).astype(np.float32)
+    warn_far_outside(mat, ((f"{_VARS[split][1]} row {i + 1}", landmarks[i], paths[i]) for i in range(len(paths))))
     return [
         FaceRecord(image_path=paths[i], landmarks=landmarks[i], bbox=xyxy[i],
                    subsets=np.zeros(0, dtype=bool), occluded=flags[i].astype(bool))

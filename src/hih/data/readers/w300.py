@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hih.data.readers._common import check_split, line_error, missing, parse_floats, require_root
+from hih.data.readers._common import check_split, line_error, missing, parse_floats, require_root, warn_far_outside
 from hih.data.records import FaceRecord
 
 NUM_LANDMARKS = 68
@@ -131,6 +131,7 @@ def _read_folder(root: Path, rel: str, flags: tuple[bool, bool]) -> list[FaceRec
         bbox = np.concatenate([landmarks.min(0), landmarks.max(0)])
         records.append(FaceRecord(image_path=_image_for(pts), landmarks=landmarks, bbox=bbox,
                                   subsets=np.asarray(flags, dtype=bool)))
+    warn_far_outside(folder, ((pts.name, r.landmarks, r.image_path) for pts, r in zip(pts_files, records)))
     return records
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hih.data.layouts import get_layout
-from hih.data.readers._common import check_split, line_error, missing, parse_floats, require_root
+from hih.data.readers._common import check_split, line_error, missing, parse_floats, require_root, warn_far_outside
 from hih.data.records import FaceRecord
 
 NUM_LANDMARKS = 98
@@ -60,6 +60,7 @@ def read_wflw(root: str | Path, split: str, check_images: bool = True) -> list[F
     num_subsets = len(get_layout("wflw").subset_names)
 
     records: list[FaceRecord] = []
+    line_nos: list[int] = []
     with open(list_file, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             tokens = line.split()
@@ -94,8 +95,10 @@ def read_wflw(root: str | Path, split: str, check_images: bool = True) -> list[F
                     )
             records.append(FaceRecord(image_path=image_path, landmarks=landmarks, bbox=bbox,
                                       subsets=np.asarray(flags, dtype=bool)))
+            line_nos.append(line_no)
     if not records:
         raise ValueError(f"{list_file}: no faces in the annotation list (expected lines of {NUM_FIELDS} fields)")
+    warn_far_outside(list_file, ((f"line {n}", r.landmarks, r.image_path) for n, r in zip(line_nos, records)))
     return records
 
 
