@@ -40,3 +40,23 @@ class Codec(ABC):
 
     @abstractmethod
     def decode(self, outputs: Mapping[str, Tensor]) -> Tensor: ...
+
+    def targets_as_outputs(self, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The ideal network: ``encode``'s targets fed back as ``decode``'s outputs (heatmap + head)."""
+        outputs = {"heatmap": targets["heatmap"]}
+        if self.head_key is not None:
+            outputs[self.head_key] = targets[self.head_key]
+        return outputs
+
+    def decode_integer(self, heatmap: Tensor, anchor: str = "centre") -> Tensor:
+        """The integer heatmap alone (paper Table 7): its argmax cell, (B, N, H, W) -> (B, N, 2) input pixels.
+
+        anchor: "centre" puts the landmark at the cell centre ((i + 0.5) * stride); "corner" at the
+        argmax index itself (i * stride), the convention of the paper's Table 7.
+        """
+        if anchor not in ("centre", "corner"):
+            raise ValueError(f"anchor must be 'centre' or 'corner', got {anchor!r}")
+        w = heatmap.shape[-1]
+        flat = heatmap.flatten(2).argmax(-1)
+        xy = torch.stack((flat % w, torch.div(flat, w, rounding_mode="floor")), dim=-1).float()
+        return (xy + 0.5 if anchor == "centre" else xy) * self.stride
