@@ -416,3 +416,14 @@ def test_build_codec():
         build_codec("baseline", decimal_size=8)
     with pytest.raises(ValueError, match="fixes decoder='wsm'"):
         build_codec("wsm", decoder="dark")
+
+
+@pytest.mark.parametrize("anchor, shift", [("centre", 0.5), ("corner", 0.0)])
+def test_decode_integer_anchors(anchor, shift):
+    """The integer heatmap alone: the argmax cell's centre, or its index (paper Table 7), times the stride."""
+    codec = HIHCodec(IN, HM, decimal_size=8)
+    x = uniform_in_cells(20, 1, HM - 1)
+    got = codec.decode_integer(codec.encode(x)["heatmap"], anchor=anchor)
+    torch.testing.assert_close(got, (torch.floor(x / STRIDE) + shift) * STRIDE)
+    with pytest.raises(ValueError, match="anchor must be 'centre' or 'corner'"):
+        codec.decode_integer(codec.encode(x)["heatmap"], anchor="middle")

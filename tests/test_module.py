@@ -273,3 +273,12 @@ def test_channels_last_and_compile_keep_outputs_and_keys():
     with torch.no_grad():
         a, b = plain(image), fast(image)
     assert torch.allclose(a.heatmaps[-1], b.heatmaps[-1], atol=1e-5) and torch.allclose(a.head, b.head, atol=1e-5)
+
+
+def test_scheduler_gets_only_the_run_lengths_it_asks_for():
+    from hih.optim import run_lengths_needed
+
+    assert run_lengths_needed(step_decay) == ["steps_per_epoch"]
+    assert run_lengths_needed(onecycle) == ["total_steps"]
+    assert run_lengths_needed(functools.partial(cosine, total_steps=10)) == []  # given in the config
+    assert run_lengths_needed(torch.optim.lr_scheduler.ExponentialLR) == []  # any torch scheduler as a partial
