@@ -18,8 +18,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor
+
+from hih.codecs.decoders import decode_argmax
 
 
 class Codec(ABC):
@@ -54,9 +55,4 @@ class Codec(ABC):
         anchor: "centre" puts the landmark at the cell centre ((i + 0.5) * stride); "corner" at the
         argmax index itself (i * stride), the convention of the paper's Table 7.
         """
-        if anchor not in ("centre", "corner"):
-            raise ValueError(f"anchor must be 'centre' or 'corner', got {anchor!r}")
-        w = heatmap.shape[-1]
-        flat = heatmap.flatten(2).argmax(-1)
-        xy = torch.stack((flat % w, torch.div(flat, w, rounding_mode="floor")), dim=-1).float()
-        return (xy + 0.5 if anchor == "centre" else xy) * self.stride
+        return (decode_argmax(heatmap, anchor) * self.stride).float()
