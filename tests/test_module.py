@@ -282,3 +282,20 @@ def test_scheduler_gets_only_the_run_lengths_it_asks_for():
     assert run_lengths_needed(onecycle) == ["total_steps"]
     assert run_lengths_needed(functools.partial(cosine, total_steps=10)) == []  # given in the config
     assert run_lengths_needed(torch.optim.lr_scheduler.ExponentialLR) == []  # any torch scheduler as a partial
+
+
+@pytest.mark.parametrize("overrides, factory", [([], "onecycle"), (["module/scheduler=cosine"], "cosine"),
+                                                (["experiment=paper/wflw"], "step_decay"), (["module.scheduler=null"], None)])
+def test_module_configs_are_partials(overrides, factory):
+    """conf/module: optimizer and scheduler reach the module as Hydra partials, as pipeline.build passes them."""
+    from hydra.utils import instantiate
+
+    from hih.pipeline import compose
+
+    cfg = compose("train", overrides, output_dir="unused")
+    net = build_net(head="none", num_landmarks=N, **TINY)
+    module = instantiate(cfg.module, net=net, codec=HeatmapCodec(S, S // 4), norm_pair=(0, 1), _recursive_=False)
+    opt = module.optimizer_factory(module.parameters())
+    assert type(opt).__name__ == cfg.module.optimizer._target_.rsplit(".", 1)[1]
+    assert opt.defaults["lr"] == cfg.module.optimizer.lr
+    assert getattr(module.scheduler_factory, "func", None).__name__ == factory if factory else module.scheduler_factory is None
