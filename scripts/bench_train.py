@@ -6,7 +6,7 @@ For each model (tiny: HIH_C 64 px / 16 channels, batch 8; paper: HIH_C 1-stack 2
 / decimal 8x8, batch 2) it times the same optimizer steps on the same in-memory batches twice:
 a bare PyTorch loop (forward, codec encode, loss, backward, Adam) and Lightning's ``Trainer.fit`` on
 the FaceAlignmentModule (default callbacks off, no logger, no validation), with and without the
-module's non-finite checks (``check_finite``), and prints each one's overhead over the bare loop.
+non-finite checks (the ``NonFiniteGuard`` callback), and prints each one's overhead over the bare loop.
 Data loading is excluded (scripts/bench_data.py measures it). Prints the load average: on a shared
 machine the numbers move with it.
 """
@@ -14,6 +14,7 @@ machine the numbers move with it.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -21,6 +22,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from hih.callbacks import NonFiniteGuard
 from hih.codecs import HIHCodec
 from hih.losses import compute_losses
 from hih.models import build_net
@@ -80,13 +82,11 @@ class Timer(L.Callback):
 
 
 def lightning_loop(net, codec, loader, warmup: int, check_finite: bool = True) -> float:
-    module = FaceAlignmentModule(
-        net, codec, layout="wflw", optimizer={"name": "adam", "lr": 1e-4}, scheduler={"type": "none"}, check_finite=check_finite
-    )
+    module = FaceAlignmentModule(net, codec, layout="wflw", optimizer=functools.partial(torch.optim.Adam, lr=1e-4))
     timer = Timer(warmup)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer, *([NonFiniteGuard()] if check_finite else [])],
     )
     trainer.fit(module, loader)
     return timer.end - timer.start

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hih.codecs import (
-    CODECS,
+    codec_names,
     HeatmapCodec,
     HIHCodec,
     OffsetMapCodec,
@@ -33,11 +33,7 @@ STRIDE = IN // HM
 
 def ideal(codec, landmarks: torch.Tensor) -> torch.Tensor:
     """decode(encode(x)) with the targets fed back as outputs."""
-    t = codec.encode(landmarks)
-    out = {"heatmap": t["heatmap"]}
-    if codec.head_key is not None:
-        out[codec.head_key] = t[codec.head_key]
-    return codec.decode(out)
+    return codec.decode(codec.targets_as_outputs(codec.encode(landmarks)))
 
 
 def uniform_in_cells(n: int, lo_cell: int, hi_cell: int, stride: int = STRIDE, seed: int = 0) -> torch.Tensor:
@@ -279,7 +275,7 @@ def test_decimal_heatmap_eq2_eq3():
 
 def test_targets_shapes_and_dtypes():
     x = torch.rand(2, 5, 2, dtype=torch.float64) * IN
-    for name in CODECS:
+    for name in codec_names():
         codec = build_codec(name, input_size=IN, heatmap_size=HM)
         t = codec.encode(x)
         assert t["heatmap"].shape == (2, 5, HM, HM) and t["heatmap"].dtype == torch.float64
@@ -309,7 +305,7 @@ def test_half_precision_landmarks_keep_subpixel_targets():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(CODECS))
+@pytest.mark.parametrize("name", codec_names())
 def test_border_and_outside_landmarks(name):
     codec = build_codec(name, input_size=IN, heatmap_size=HM)
     nan, inf = float("nan"), float("inf")
@@ -325,17 +321,14 @@ def test_border_and_outside_landmarks(name):
     cells = t["heatmap"].flatten(2).argmax(-1)[0]
     assert cells[2].item() == 2 * HM + HM - 1  # x = IN clips to the last column, y = 10 -> row 2
     assert cells[3].item() == 7 * HM + 0  # x = -5 clips to column 0
-    out = {"heatmap": t["heatmap"]}
-    if codec.head_key:
-        out[codec.head_key] = t[codec.head_key]
-    p = codec.decode(out)
+    p = codec.decode(codec.targets_as_outputs(t))
     assert torch.isfinite(p).all()
     assert ((p >= 0) & (p <= IN)).all()
 
 
 def test_batch_size_one_and_determinism():
     x = torch.rand(1, 7, 2) * IN
-    for name in CODECS:
+    for name in codec_names():
         codec = build_codec(name, input_size=IN, heatmap_size=HM)
         t1, t2 = codec.encode(x), codec.encode(x)
         for k in t1:
@@ -405,10 +398,13 @@ def test_build_codec():
         "dark": (HeatmapCodec, None),
         "soft_argmax": (HeatmapCodec, None),
         "hih": (HIHCodec, "decimal"),
+        "hih_c": (HIHCodec, "decimal"),
+        "hih_t": (HIHCodec, "decimal"),
+        "hih_l": (HIHCodec, "decimal"),
         "wov": (OffsetValueCodec, "offset"),
         "wom": (OffsetMapCodec, "offset_map"),
     }
-    assert set(CODECS) == set(expected)
+    assert set(codec_names()) == set(expected)
     for name, (cls, head_key) in expected.items():
         codec = build_codec(name)
         assert type(codec) is cls and codec.head_key == head_key
@@ -420,3 +416,14 @@ def test_build_codec():
         build_codec("baseline", decimal_size=8)
     with pytest.raises(ValueError, match="fixes decoder='wsm'"):
         build_codec("wsm", decoder="dark")
+
+
+@pytest.mark.parametrize("anchor, shift", [("centre", 0.5), ("corner", 0.0)])
+def test_decode_integer_anchors(anchor, shift):
+    """The integer heatmap alone: the argmax cell's centre, or its index (paper Table 7), times the stride."""
+    codec = HIHCodec(IN, HM, decimal_size=8)
+    x = uniform_in_cells(20, 1, HM - 1)
+    got = codec.decode_integer(codec.encode(x)["heatmap"], anchor=anchor)
+    torch.testing.assert_close(got, (torch.floor(x / STRIDE) + shift) * STRIDE)
+    with pytest.raises(ValueError, match="anchor must be one of"):
+        codec.decode_integer(codec.encode(x)["heatmap"], anchor="middle")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hih.callbacks import LastCheckpoint
+from hih.callbacks import LastCheckpoint, NonFiniteError, NonFiniteGuard
 from hih.codecs import HIHCodec
 from hih.models import build_net
-from hih.module import FaceAlignmentModule, NonFiniteError
+from hih.module import FaceAlignmentModule
 
 N, S, DEC = 5, 64, 4
 pytestmark = pytest.mark.slow  # every test here runs Trainer.fit
@@ -49,10 +49,12 @@ class BreaksAt(FaceAlignmentModule):
 def _module(cls=FaceAlignmentModule, **kwargs) -> FaceAlignmentModule:
     net = build_net("hih_c", N, channels=16, input_size=S, hourglass_depth=2, decimal_size=DEC, width=16)
     codec = HIHCodec(S, S // 4, decimal_size=DEC)
-    return cls(net, codec, norm_pair=(0, 1), subset_names=(), scheduler={"type": "none"}, **kwargs)
+    return cls(net, codec, norm_pair=(0, 1), subset_names=(), **kwargs)
 
 
-def _trainer(tmp_path, **kwargs) -> L.Trainer:
+def _trainer(tmp_path, guard: bool = True, **kwargs) -> L.Trainer:
+    """A trainer with the NonFiniteGuard callback (as conf/callbacks/default.yaml) unless guard=False."""
+    kwargs["callbacks"] = [*kwargs.get("callbacks", []), *([NonFiniteGuard()] if guard else [])]
     return L.Trainer(
         default_root_dir=tmp_path,
         max_epochs=1,
@@ -112,8 +114,8 @@ def test_checkpoint_with_non_finite_weights_is_refused(tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
-def test_check_finite_can_be_turned_off(tmp_path):
-    module = _module(BreaksAt, bad_step=0, check_finite=False)
-    trainer = _trainer(tmp_path, max_steps=1)
+def test_the_guard_can_be_left_out(tmp_path):
+    module = _module(BreaksAt, bad_step=0)
+    trainer = _trainer(tmp_path, guard=False, max_steps=1)
     trainer.fit(module, DataLoader(RandomFaces(4), batch_size=2))  # no error: the user opted out
     assert trainer.global_step == 1

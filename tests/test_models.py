@@ -6,8 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from hih.models import HEAD_KEYS, build_net, count
+from hih.methods import get_method, method_names
+from hih.models import build_net, count
 from hih.models.output import ModelOutput
+
+#: "none" plus every registered method with a head -> the key its output is written under.
+HEAD_KEYS = {"none": None, **{m: get_method(m).output_key for m in method_names() if get_method(m).head is not None}}
 
 N = 5  # landmarks
 S = 128  # input size -> 32x32 heatmaps (the paper's 256 -> 64 scaled down)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -13,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.models import ModelOutput, build_net
-from hih.module import FaceAlignmentModule, decode_integer_centre
+from hih.module import FaceAlignmentModule
+from hih.optim import cosine, onecycle, step_decay
 
 N, S, DEC = 5, 64, 4  # landmarks, input size (heatmap 16), decimal size
 SUBSETS = ("pose", "blur")
@@ -64,8 +66,7 @@ def _module(method: str, **kwargs) -> FaceAlignmentModule:
     net = build_net(head=head, num_landmarks=N, stacks=kwargs.pop("stacks", 1), **TINY, **HEAD_KWARGS[head])
     kwargs.setdefault("norm_pair", (0, 1))
     kwargs.setdefault("subset_names", SUBSETS)
-    kwargs.setdefault("optimizer", {"name": "adam", "lr": 1e-3})
-    kwargs.setdefault("scheduler", {"type": "none"})
+    kwargs.setdefault("optimizer", functools.partial(torch.optim.Adam, lr=1e-3))
     return FaceAlignmentModule(net, make_codec(), **kwargs)
 
 
@@ -115,14 +116,15 @@ def test_fit_and_test_log_expected_keys(method):
         expected |= _metric_keys("test", "_integer")
     assert set(results) == expected
     # fast_dev_run tests one batch of 2 faces; the kept per-face results match the logged NME.
-    assert module.test_errors.shape == (2,)
-    assert module.test_predictions.shape == (2, N, 2) and module.test_targets.shape == (2, N, 2)
-    assert module.test_indices.tolist() == [0, 1]
-    assert results["test/nme"] == pytest.approx(module.test_errors.mean().item(), rel=1e-5)
+    kept = module.test_results
+    assert kept.errors.shape == (2,)
+    assert kept.predictions.shape == (2, N, 2) and kept.targets.shape == (2, N, 2)
+    assert kept.indices.tolist() == [0, 1]
+    assert results["test/nme"] == pytest.approx(kept.errors.mean().item(), rel=1e-5)
     by_subset = module.test_errors_by_subset()
     assert list(by_subset) == ["full", *SUBSETS]
-    pose = module.test_subsets[:, 0]
-    assert by_subset["pose"].tolist() == pytest.approx(module.test_errors[pose].tolist())
+    pose = kept.subsets[:, 0]
+    assert by_subset["pose"].tolist() == pytest.approx(kept.errors[pose].tolist())
     if pose.any():
         assert results["test/nme/pose"] == pytest.approx(float(by_subset["pose"].mean()), rel=1e-5)
 
@@ -160,7 +162,7 @@ def test_test_metrics_match_hand_computation():
     expected = ((pred - data.landmarks).norm(dim=-1).mean(-1) / d * 100)
     assert module.test_metrics.compute()["nme"].item() == pytest.approx(expected.mean().item(), rel=1e-5)
     # Integer-only decoding: the argmax cell's centre, at most half a cell diagonal (stride / sqrt 2) away.
-    integer = decode_integer_centre(oracle(batch["image"]).heatmaps[-1], codec.stride)
+    integer = codec.decode_integer(oracle(batch["image"]).heatmaps[-1], anchor="centre")
     assert ((integer - data.landmarks).norm(dim=-1) <= codec.stride / math.sqrt(2) + 1e-4).all()
     expected_int = ((integer - data.landmarks).norm(dim=-1).mean(-1) / d * 100).mean()
     assert module.test_integer_metrics.compute()["nme"].item() == pytest.approx(expected_int.item(), rel=1e-5)
@@ -180,7 +182,7 @@ class _RecordLoss(L.Callback):
 
 @pytest.mark.slow  # Trainer.fit
 def test_loss_falls_on_a_fixed_batch():
-    module = _module("hih_c", optimizer={"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4})
+    module = _module("hih_c", optimizer=functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=1e-4))
     rec = _RecordLoss()
     trainer = _trainer(max_steps=20, limit_val_batches=0, callbacks=[rec])
     trainer.fit(module, train_dataloaders=_loader(size=2, batch_size=2))
@@ -190,7 +192,7 @@ def test_loss_falls_on_a_fixed_batch():
 
 @pytest.mark.slow  # Trainer.fit
 def test_step_schedule_with_warmup_counts_epochs():
-    module = _module("baseline", scheduler={"type": "step", "step_size": 2, "gamma": 0.1, "warmup_steps": 2})
+    module = _module("baseline", scheduler=functools.partial(step_decay, step_size=2, gamma=0.1, warmup_steps=2))
     rec = _RecordLoss()
     trainer = _trainer(max_epochs=5, limit_val_batches=0, callbacks=[rec])
     trainer.fit(module, train_dataloaders=_loader(size=4, batch_size=2))  # 2 steps per epoch
@@ -202,7 +204,8 @@ def test_step_schedule_with_warmup_counts_epochs():
 @pytest.mark.slow  # Trainer.fit
 @pytest.mark.parametrize("kind", ["cosine", "onecycle"])
 def test_cosine_and_onecycle_schedules(kind):
-    module = _module("baseline", scheduler={"type": kind, "warmup_steps": 1})
+    factory = functools.partial(cosine, warmup_steps=1) if kind == "cosine" else onecycle
+    module = _module("baseline", scheduler=factory)
     rec = _RecordLoss()
     trainer = _trainer(max_steps=4, limit_val_batches=0, callbacks=[rec])
     trainer.fit(module, train_dataloaders=_loader(size=4, batch_size=2))
@@ -216,7 +219,7 @@ def test_layout_hydra_configs_and_checkpoint(tmp_path):
     head, make_codec = METHODS["hih_c"]
     net = build_net(head=head, num_landmarks=98, **TINY, **HEAD_KWARGS[head])
     cfg = OmegaConf.create({"loss_weights": {"heatmap": 1.0, "head": 0.5, "decimal_loss": "kl"},
-                            "optimizer": {"name": "adam", "lr": 1e-4}, "scheduler": {"type": "none"}})
+                            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-4}, "scheduler": None})
     module = FaceAlignmentModule(net, make_codec(), layout="wflw", loss=cfg.loss_weights,
                                  optimizer=cfg.optimizer, scheduler=cfg.scheduler)
     assert module.norm_pair == (60, 72) and module.subset_names[0] == "pose" and len(module.subset_names) == 6
@@ -229,13 +232,16 @@ def test_layout_hydra_configs_and_checkpoint(tmp_path):
 
     # A real Lightning checkpoint of a run configured through OmegaConf loads with weights_only=True.
     small = _module("hih_c", loss=cfg.loss_weights, optimizer=cfg.optimizer,
-                    scheduler=OmegaConf.create({"type": "step", "step_size": 1, "gamma": 0.5}))
+                    scheduler=OmegaConf.create({"_target_": "hih.optim.step_decay", "_partial_": True, "step_size": 1, "gamma": 0.5}))
     trainer = _trainer(max_steps=1, limit_val_batches=0)
     trainer.fit(small, train_dataloaders=_loader(size=2))
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     loaded = torch.load(path, weights_only=True)
     assert loaded["hyper_parameters"]["loss"]["decimal_loss"] == "kl"
+    assert loaded["hyper_parameters"]["scheduler"]["_target_"] == "hih.optim.step_decay"
+    # The Hydra configs became Adam(lr=1e-4) and a step decay of 0.5 per epoch (one step here).
+    assert loaded["lr_schedulers"] and small.optimizers().param_groups[0]["lr"] == pytest.approx(0.5e-4)
     assert "net" not in loaded["hyper_parameters"] and "codec" not in loaded["hyper_parameters"]
     assert set(loaded["state_dict"]) == set(small.state_dict())
 
@@ -252,9 +258,12 @@ def test_configuration_errors():
                             layout="300w", norm="pupil")
     with pytest.raises(ValueError, match="unknown loss weight"):
         FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), loss={"hed": 1.0})
-    module = FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), optimizer={"name": "sgd", "lr": 0.1})
-    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
-        module.configure_optimizers()
+    with pytest.raises(ValueError, match="optimizer must be a Hydra _partial_ target"):
+        FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), optimizer={"name": "sgd", "lr": 0.1})
+    module = FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), scheduler=functools.partial(step_decay, step_size=0))
+    trainer = _trainer(max_steps=1, limit_val_batches=0)
+    with pytest.raises(ValueError, match="step_size is in epochs and must be >= 1"):
+        trainer.fit(module, train_dataloaders=_loader(size=2))
 
 
 def test_channels_last_and_compile_keep_outputs_and_keys():
@@ -269,3 +278,29 @@ def test_channels_last_and_compile_keep_outputs_and_keys():
     with torch.no_grad():
         a, b = plain(image), fast(image)
     assert torch.allclose(a.heatmaps[-1], b.heatmaps[-1], atol=1e-5) and torch.allclose(a.head, b.head, atol=1e-5)
+
+
+def test_scheduler_gets_only_the_run_lengths_it_asks_for():
+    from hih.optim import run_lengths_needed
+
+    assert run_lengths_needed(step_decay) == ["steps_per_epoch"]
+    assert run_lengths_needed(onecycle) == ["total_steps"]
+    assert run_lengths_needed(functools.partial(cosine, total_steps=10)) == []  # given in the config
+    assert run_lengths_needed(torch.optim.lr_scheduler.ExponentialLR) == []  # any torch scheduler as a partial
+
+
+@pytest.mark.parametrize("overrides, factory", [([], "onecycle"), (["module/scheduler=cosine"], "cosine"),
+                                                (["experiment=paper/wflw"], "step_decay"), (["module.scheduler=null"], None)])
+def test_module_configs_are_partials(overrides, factory):
+    """conf/module: optimizer and scheduler reach the module as Hydra partials, as pipeline.build passes them."""
+    from hydra.utils import instantiate
+
+    from hih.pipeline import compose
+
+    cfg = compose("train", overrides, output_dir="unused")
+    net = build_net(head="none", num_landmarks=N, **TINY)
+    module = instantiate(cfg.module, net=net, codec=HeatmapCodec(S, S // 4), norm_pair=(0, 1), _recursive_=False)
+    opt = module.optimizer_factory(module.parameters())
+    assert type(opt).__name__ == cfg.module.optimizer._target_.rsplit(".", 1)[1]
+    assert opt.defaults["lr"] == cfg.module.optimizer.lr
+    assert getattr(module.scheduler_factory, "func", None).__name__ == factory if factory else module.scheduler_factory is None

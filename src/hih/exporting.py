@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from hih.codecs.base import Codec
+from hih.methods import head_output
 
 __all__ = ["OnnxNet", "check_onnx", "export_onnx"]
 
@@ -28,6 +29,7 @@ class OnnxNet(nn.Module):
         self.head_key = getattr(net, "head_key", None)
 
     def output_names(self) -> list[str]:
+        """"heatmap" plus the head's output under the key its method registers (ModelOutput.head_key)."""
         return ["heatmap"] + ([self.head_key] if self.head_key else [])
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -91,7 +93,7 @@ def check_onnx(path: str | Path, net: nn.Module, codec: Codec, batch_sizes=(1, 3
         # runtime (a whole cell apart): count such ties, compare the landmarks of all others.
         tie = torch.zeros(ours[0].shape[:2], dtype=torch.bool)
         for name, a, t in zip(names, ours, theirs):
-            if name in ("heatmap", "decimal"):  # the outputs codecs take an argmax of
+            if name == "heatmap" or (name == wrapped.head_key and head_output(name).head_is_heatmap):  # argmax-decoded maps
                 tie |= _argmax_ties(a, t, tolerance=max(diffs[name], 1e-7) * 2)
         diffs["argmax_ties"] += float(tie.sum())
         keep = ~tie

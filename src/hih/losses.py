@@ -23,7 +23,7 @@ from torch import Tensor
 
 from hih.models.output import ModelOutput
 
-__all__ = ["DEFAULT_LOSS_WEIGHTS", "compute_losses", "resolve_loss_weights"]
+__all__ = ["DEFAULT_LOSS_WEIGHTS", "compute_losses", "decimal_term", "offset_map_term", "offset_term", "resolve_loss_weights"]
 
 #: heatmap / head: multipliers of the two terms; decimal_loss: "l2" | "kl"; smooth_l1_beta: WOM's SmoothL1 beta.
 DEFAULT_LOSS_WEIGHTS: dict[str, object] = {"heatmap": 1.0, "head": 1.0, "decimal_loss": "l2", "smooth_l1_beta": 1.0}
@@ -106,6 +106,25 @@ def _target(targets: Mapping[str, Tensor], key: str, head_key: str | None) -> Te
     return targets[key]
 
 
+# The heads' loss terms, as the method registry (hih.methods) names them: (pred, targets, weight, weights).
+def decimal_term(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor, weights: Mapping[str, object]) -> Tensor:
+    """HIH: L2 on the decimal heatmap, or KL with ``decimal_loss="kl"``."""
+    fn = decimal_kl if weights["decimal_loss"] == "kl" else heatmap_l2
+    return fn(pred, _target(targets, "decimal", "decimal"), weight)
+
+
+def offset_term(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor, weights: Mapping[str, object]) -> Tensor:
+    """WOV: L2 on the offset values."""
+    return offset_l2(pred, _target(targets, "offset", "offset"), weight)
+
+
+def offset_map_term(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor, weights: Mapping[str, object]) -> Tensor:
+    """WOM: SmoothL1 on the offset map at the masked cells."""
+    return offset_map_smooth_l1(
+        pred, _target(targets, "offset_map", "offset_map"), _target(targets, "offset_mask", "offset_map"), beta=weights["smooth_l1_beta"]
+    )
+
+
 def compute_losses(output: ModelOutput, targets: Mapping[str, Tensor], weights: Mapping[str, object] | None = None) -> dict[str, Tensor]:
     """Named loss terms and their weighted total ``"loss"``.
 
@@ -113,8 +132,11 @@ def compute_losses(output: ModelOutput, targets: Mapping[str, Tensor], weights: 
     targets: a codec's ``encode`` dict (``"heatmap"`` (B, N, H, W), ``"weight"`` (B, N), and the
         head's target: ``"decimal"`` / ``"offset"`` / ``"offset_map"`` + ``"offset_mask"``).
     weights: see :data:`DEFAULT_LOSS_WEIGHTS`; missing keys take the defaults.
-    Returns ``{"heatmap": ..., <head_key>: ..., "loss": ...}``, scalar tensors.
+    Returns ``{"heatmap": ..., <head_key>: ..., "loss": ...}``, scalar tensors; the head's term is
+    the one its method registers (:mod:`hih.methods`).
     """
+    from hih.methods import head_output  # the registry imports this module's terms
+
     w = resolve_loss_weights(weights)
     if not output.heatmaps:
         raise ValueError("ModelOutput.heatmaps is empty: expected one (B, N, H, W) heatmap per stack")
@@ -129,18 +151,9 @@ def compute_losses(output: ModelOutput, targets: Mapping[str, Tensor], weights: 
 
     key = output.head_key
     if output.head is not None and key is not None:
-        if key == "decimal":
-            fn = decimal_kl if w["decimal_loss"] == "kl" else heatmap_l2
-            term = fn(output.head, _target(targets, "decimal", key), weight)
-        elif key == "offset":
-            term = offset_l2(output.head, _target(targets, "offset", key), weight)
-        elif key == "offset_map":
-            term = offset_map_smooth_l1(
-                output.head, _target(targets, "offset_map", key), _target(targets, "offset_mask", key), beta=w["smooth_l1_beta"]
-            )
-        else:
-            raise ValueError(f"unknown head_key {key!r}; expected 'decimal', 'offset' or 'offset_map'")
+        method = head_output(key)
+        term = method.loss(output.head, targets, weight, w)
         terms[key] = term
-        total = total + w["head"] * term
+        total = total + w[method.weight_key] * term
     terms["loss"] = total
     return terms

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["FaceAlignmentMetrics", "auc_from_errors", "ced", "failure_rate", "per_sample_nme", "threshold_suffix"]
+__all__ = ["FaceAlignmentMetrics", "PerFaceResults", "auc_from_errors", "ced", "failure_rate", "per_sample_nme", "threshold_suffix"]
 
 
 def _check_landmarks(name: str, value: Tensor) -> None:
@@ -170,6 +171,68 @@ class FaceAlignmentMetrics(Metric):
         with self.sync_context():
             errors = self._gathered()[0].clone()
         return ced(errors, self.ced_max if max_error is None else max_error, steps)
+
+
+class PerFaceResults:
+    """Per-face test outputs, in test-batch order, gathered across DDP ranks by :meth:`collect`.
+
+    After ``collect``: ``errors`` (M,) NME percent, ``predictions`` / ``targets`` (M, N, 2) input
+    pixels, ``subsets`` (M, K) bool, ``indices`` (M,) dataset indices (None when batches carry no
+    "index"); all on the CPU, None before the first test run.
+    """
+
+    def __init__(self, norm_pair: Sequence[int], subset_names: Sequence[str] = ()):
+        self.norm_pair = tuple(norm_pair)
+        self.subset_names = tuple(subset_names)
+        self.errors: Tensor | None = None
+        self.predictions: Tensor | None = None
+        self.targets: Tensor | None = None
+        self.subsets: Tensor | None = None
+        self.indices: Tensor | None = None
+        self._buffers: dict[str, list[Tensor]] = {}
+
+    def reset(self) -> None:
+        self._buffers = {"errors": [], "pred": [], "target": [], "subsets": [], "index": []}
+
+    def update(self, pred: Tensor, target: Tensor, subsets: Tensor | None = None, index: Tensor | None = None) -> None:
+        buf = self._buffers
+        buf["errors"].append(per_sample_nme(pred, target, self.norm_pair).detach())
+        buf["pred"].append(pred.detach())
+        buf["target"].append(target.detach().float())
+        if subsets is not None:
+            buf["subsets"].append(subsets.detach().to(torch.uint8))  # uint8: all_gather-able on every backend
+        if index is not None:
+            buf["index"].append(index.detach())
+
+    def collect(self, world_size: int = 1) -> None:
+        """Concatenate the buffers (and gather them across ranks) onto the CPU."""
+        buf = self._buffers
+        if not buf.get("errors"):
+            return
+        parts = {k: torch.cat(v) for k, v in buf.items() if v}
+        if world_size > 1 and torch.distributed.is_initialized():
+            # The eval loaders shard without padding (ShardSampler), so ranks hold different counts:
+            # torchmetrics' gather pads, gathers and trims; rank order = dataset order.
+            from torchmetrics.utilities.distributed import gather_all_tensors
+
+            parts = {k: torch.cat(gather_all_tensors(v)) for k, v in parts.items()}
+        self.errors = parts["errors"].cpu()
+        self.predictions = parts["pred"].cpu()
+        self.targets = parts["target"].cpu()
+        k = len(self.subset_names)
+        self.subsets = parts["subsets"].cpu().bool() if "subsets" in parts else torch.zeros(len(self.errors), k, dtype=torch.bool)
+        self.indices = parts["index"].cpu() if "index" in parts else None
+        self._buffers = {}
+
+    def errors_by_subset(self) -> dict[str, np.ndarray]:
+        """Per-face NMEs (percent): {"full": (M,), "<subset>": (M_s,), ...}, for CED plots."""
+        if self.errors is None:
+            raise RuntimeError("no test results yet: run trainer.test(module, ...) first")
+        errors = self.errors.double().numpy()
+        out = {"full": errors}
+        for col, name in enumerate(self.subset_names):
+            out[name] = errors[self.subsets[:, col].numpy()]
+        return out
 
 
 # ----------------------------------------------------------------------------------------------

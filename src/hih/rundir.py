@@ -1,13 +1,11 @@
-"""Never overwrite an earlier run's results: a guard Hydra runs before it writes into the run dir."""
+"""Never overwrite an earlier run's results: the check; the Hydra callback running it is
+:class:`hih.callbacks.RunDirGuard`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from hydra.experimental.callback import Callback
-
-__all__ = ["RunDirExistsError", "RunDirGuard", "check_run_dir"]
+__all__ = ["RunDirExistsError", "check_run_dir"]
 
 #: Files whose presence means "a run finished here".
 RESULT_FILES = ("metrics.json", "predictions.json")
@@ -27,31 +25,3 @@ def check_run_dir(run_dir: str | Path, resuming: bool = False, result_files: tup
             "refusing to overwrite them. Choose a new hydra.run.dir (or leave it to the timestamped default), "
             "or resume that training run with ckpt_path=last (or a checkpoint path)."
         )
-
-
-class RunDirGuard(Callback):
-    """Hydra callback (``hydra.callbacks``): checks the run dir before Hydra writes its config there.
-
-    A training run with ``ckpt_path`` set is a resume and may continue in its own dir; every other
-    run (a new training run, hih-eval, hih-predict) needs a dir without earlier results.
-    """
-
-    def __init__(self, resume_tasks: tuple[str, ...] | list[str] = ("train",)) -> None:
-        self.resume_tasks = tuple(resume_tasks)
-
-    def _check(self, config: Any, run_dir: str) -> None:
-        resuming = config.get("task_name") in self.resume_tasks and config.get("ckpt_path") not in (None, "", "null")
-        try:
-            check_run_dir(run_dir, resuming)
-        except RunDirExistsError as err:
-            # Hydra turns a callback's exceptions into warnings and goes on; SystemExit is not an
-            # Exception, so it stops the app here (exit status 1), before anything is written.
-            raise SystemExit(f"Error: {err}") from None
-
-    def on_run_start(self, config: Any, **kwargs: Any) -> None:
-        self._check(config, config.hydra.run.dir)
-
-    def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        # Multirun jobs: each job's own dir (known once the job starts).
-        if str(config.hydra.mode) == "RunMode.MULTIRUN":
-            self._check(config, config.hydra.runtime.output_dir)

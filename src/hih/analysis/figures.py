@@ -9,6 +9,7 @@ import torch
 
 from hih.analysis.plots import plot_ced, plot_predictions
 from hih.analysis.results import column_order, split_metrics
+from hih.methods import head_output
 from hih.metrics import per_sample_nme
 
 
@@ -35,7 +36,7 @@ def draw_samples(module, datamodule, path: Path, count: int) -> Path | None:
     nme = per_sample_nme(pred, batch["landmarks"], module.norm_pair).numpy()
     landmark = int(module.norm_pair[0])  # an eye corner: well defined on every layout
     heat = output.heatmaps[-1][:, landmark].float().cpu().numpy()
-    dec = output.head[:, landmark].float().cpu().numpy() if output.head_key == "decimal" else None
+    dec = output.head[:, landmark].float().cpu().numpy() if output.head_key and head_output(output.head_key).head_is_heatmap else None
     return plot_predictions(batch["image"].numpy(), batch["landmarks"].numpy(), pred.numpy(), path, heat, dec, landmark, nme)
 
 

@@ -119,11 +119,7 @@ def ideal_nme(codec: Codec, labels: torch.Tensor, truth: torch.Tensor, norm_pair
     errs = []
     for start in range(0, len(labels), batch_size):  # batches bound memory, not a per-sample loop
         lab, gt = labels[start : start + batch_size], truth[start : start + batch_size]
-        targets = codec.encode(lab)
-        outputs = {"heatmap": targets["heatmap"]}
-        if codec.head_key is not None:
-            outputs[codec.head_key] = targets[codec.head_key]
-        errs.append(per_sample_nme(codec.decode(outputs), gt, norm_pair))
+        errs.append(per_sample_nme(codec.decode(codec.targets_as_outputs(codec.encode(lab))), gt, norm_pair))
     return torch.cat(errs)
 
 

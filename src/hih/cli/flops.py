@@ -31,7 +31,7 @@ def flops_record(cfg: DictConfig) -> dict:
         "model": str(cfg.model.name),
         **{k: round(v, 4) for k, v in counts.items()},
         "stacks": int(cfg.model.stacks),
-        "decimal_size": int(cfg.model.decimal_size),
+        "decimal_size": int(cfg.model.decimal_size) if "decimal_size" in cfg.model else None,  # HIH methods only
         "input_size": int(cfg.data.input_size),
         "num_landmarks": int(cfg.data.num_landmarks),
     }

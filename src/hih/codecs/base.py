@@ -18,8 +18,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor
+
+from hih.codecs.decoders import decode_argmax
 
 
 class Codec(ABC):
@@ -40,3 +41,18 @@ class Codec(ABC):
 
     @abstractmethod
     def decode(self, outputs: Mapping[str, Tensor]) -> Tensor: ...
+
+    def targets_as_outputs(self, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The ideal network: ``encode``'s targets fed back as ``decode``'s outputs (heatmap + head)."""
+        outputs = {"heatmap": targets["heatmap"]}
+        if self.head_key is not None:
+            outputs[self.head_key] = targets[self.head_key]
+        return outputs
+
+    def decode_integer(self, heatmap: Tensor, anchor: str = "centre") -> Tensor:
+        """The integer heatmap alone (paper Table 7): its argmax cell, (B, N, H, W) -> (B, N, 2) input pixels.
+
+        anchor: "centre" puts the landmark at the cell centre ((i + 0.5) * stride); "corner" at the
+        argmax index itself (i * stride), the convention of the paper's Table 7.
+        """
+        return (decode_argmax(heatmap, anchor) * self.stride).float()

@@ -3,11 +3,10 @@
 from hih.models.complexity import count
 from hih.models.heads import HIHCHead, HIHLHead, HIHTHead, WOMHead, WOVHead
 from hih.models.hourglass import Hourglass, StackedHourglass, TimmBackbone
-from hih.models.net import HEAD_KEYS, LandmarkNet, build_net
+from hih.models.net import LandmarkNet, build_net
 from hih.models.output import ModelOutput
 
 __all__ = [
-    "HEAD_KEYS",
     "HIHCHead",
     "HIHLHead",
     "HIHTHead",

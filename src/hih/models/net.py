@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hih.models.heads import HIHCHead, HIHLHead, HIHTHead, WOMHead, WOVHead
 from hih.models.hourglass import StackedHourglass, TimmBackbone
 from hih.models.layers import init_small_normal
 from hih.models.output import ModelOutput
-
-#: head name -> key of its output in ModelOutput / codec inputs.
-HEAD_KEYS: dict[str, str | None] = {"none": None, "hih_c": "decimal", "hih_t": "decimal", "hih_l": "decimal", "wov": "offset", "wom": "offset_map"}
-
 
 class LandmarkNet(nn.Module):
     """forward(image (B, 3, S, S), cells=None) -> ModelOutput(heatmaps=[stacks x (B, N, S/4, S/4)], head, head_key).
@@ -58,23 +53,30 @@ def build_net(
 ) -> LandmarkNet:
     """Build backbone + compensation head.
 
-    head: "none" (baseline / WSM / DARK / soft-argmax), "hih_c", "hih_t", "hih_l" (local decimal
-    head, not in the paper), "wov" or "wom".
+    head: "none" (baseline / WSM / DARK / soft-argmax) or the name of a registered method with a
+    head (:mod:`hih.methods`: "hih_c", "hih_t", "hih_l" (local decimal head, not in the paper),
+    "wov", "wom", ...); the registry gives the head class and its output key.
     backbone: "hourglass" (``stacks`` stacked hourglasses of ``hourglass_depth`` and ``channels``
     features) or "timm:<model name>" (that model's features of stride >= 4 aggregated at stride 4,
     randomly initialised since there is no internet, 1 stack; see :class:`TimmBackbone`).
     head_kwargs: the head's widths (HIH_C ``width``; HIH_L ``width``, ``window``, ``reduced``; HIH_T ``embed_dim``, ``depth``, ``num_heads``,
     ``mlp_ratio``, ``head_width``; WOV / WOM ``width``, ``num_convs``).
     """
+    from hih.methods import get_method  # the registry imports the heads of this package
+
     head = head.lower()
-    if head not in HEAD_KEYS:
-        raise ValueError(f"unknown head {head!r}; expected one of {sorted(HEAD_KEYS)}")
-    if head == "none" and head_kwargs:
+    try:
+        method = None if head == "none" else get_method(head)
+    except ValueError as err:
+        raise ValueError(f"unknown head {head!r}: {err}") from None
+    if method is not None and method.head is None:
+        raise ValueError(f"method {head!r} has no head; use head='none'")
+    if method is None and head_kwargs:
         raise ValueError(f"head 'none' takes no head arguments, got {sorted(head_kwargs)}")
     if input_size % 4:
         raise ValueError(f"input_size must be a multiple of 4 (the heatmap is input_size / 4), got {input_size}")
     heatmap_size = input_size // 4
-    fuse = head != "none"
+    fuse = method is not None
     if backbone == "hourglass":
         body: nn.Module = StackedHourglass(num_landmarks, stacks, channels, hourglass_depth, fuse_last=fuse)
         init_small_normal(body)
@@ -87,17 +89,5 @@ def build_net(
     else:
         raise ValueError(f"unknown backbone {backbone!r}; expected 'hourglass' or 'timm:<model name>'")
 
-    module: nn.Module | None
-    if head == "none":
-        module = None
-    elif head == "hih_c":
-        module = HIHCHead(channels, num_landmarks, heatmap_size, decimal_size, **head_kwargs)
-    elif head == "hih_t":
-        module = HIHTHead(channels, num_landmarks, heatmap_size, decimal_size, **head_kwargs)
-    elif head == "hih_l":
-        module = HIHLHead(channels, num_landmarks, decimal_size, **head_kwargs)
-    elif head == "wov":
-        module = WOVHead(channels, num_landmarks, **head_kwargs)
-    else:
-        module = WOMHead(channels, **head_kwargs)
-    return LandmarkNet(body, module, HEAD_KEYS[head], input_size)
+    module = None if method is None else method.head(channels, num_landmarks, heatmap_size, decimal_size, **head_kwargs)
+    return LandmarkNet(body, module, None if method is None else method.output_key, input_size)

@@ -1,32 +1,12 @@
-"""Lightning callbacks for reliable runs: the resumable ``last.ckpt`` and exact mid-epoch resume.
-
-Numerical-fault checks live in :class:`hih.module.FaceAlignmentModule` (``check_finite``), where the
-named loss terms are; the run-dir guard is a Hydra callback in :mod:`hih.rundir`.
-"""
+"""The resumable ``last.ckpt``: written every N optimizer steps and at each epoch end."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-__all__ = ["LastCheckpoint", "ResumeLoaderState"]
-
-
-class ResumeLoaderState(Callback):
-    """Hand the train loader its saved place in the epoch when Lightning would not.
-
-    Lightning restores a stateful loader inside ``FitLoop.setup_data``, but when the loader was
-    already built before the checkpoint was restored (``estimated_stepping_batches``, asked for by
-    the one-cycle / cosine schedules in ``configure_optimizers``), ``setup_data`` returns early and
-    the saved state is never applied: the resumed epoch would restart at its first batch. Lightning
-    keeps the pending state on the fit loop; this applies it at ``on_train_start``, after the restore
-    and before the first batch is drawn (the hih train loader starts its iterator lazily). A no-op
-    when there is nothing pending.
-    """
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        trainer.fit_loop._load_combined_loader_states()
+__all__ = ["LastCheckpoint"]
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -35,7 +15,7 @@ class LastCheckpoint(ModelCheckpoint):
     A run killed mid-epoch resumes from it (``ckpt_path=last``) and, with the resumable train loader,
     repeats exactly what the uninterrupted run would have done. It is the only writer of ``last.ckpt``
     (the best-model checkpoint keeps ``save_last: false``), so no ``last-v1.ckpt`` appears. Writes go
-    through Lightning's atomic save, and the module refuses to save non-finite weights, so the file
+    through Lightning's atomic save, and :class:`hih.callbacks.NonFiniteGuard` refuses to save non-finite weights, so the file
     is always the last good state.
     """
 

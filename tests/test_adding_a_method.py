@@ -1,0 +1,72 @@
+"""The worked example of docs/adding_a_method.md: hih/methods/local_offset.py + conf/model/local_offset.yaml
+are all it takes; the method registers itself, trains, tests, plots and exports through the suite."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from hih.codecs import build_codec, codec_names
+from hih.data.synthetic import ensure_synthetic
+from hih.losses import compute_losses
+from hih.methods import get_method, head_output, method_names, register
+from hih.models import ModelOutput, build_net
+from hih.pipeline import compose, train
+
+from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
+
+S, H = 64, 16
+
+
+def test_registered_on_first_use_and_ideal_decode_is_exact():
+    method = get_method("local_offset")  # imports hih.methods.local_offset
+    assert "local_offset" in method_names() and "local_offset" in codec_names()
+    assert head_output("local_offset") is method and not method.head_is_heatmap
+    codec = build_codec("local_offset", input_size=S, heatmap_size=H)
+    x = torch.rand(3, 7, 2, dtype=torch.float64) * (S - 1)
+    # The ideal network (targets fed back as outputs) recovers the landmarks up to float rounding.
+    torch.testing.assert_close(codec.decode(codec.targets_as_outputs(codec.encode(x))), x)
+    # The integer heatmap alone loses the decimal part: up to one cell diagonal with the corner anchor.
+    integer = codec.decode_integer(codec.encode(x)["heatmap"], anchor="corner")
+    assert ((x - integer) >= 0).all() and ((x - integer) < codec.stride).all()
+
+
+def test_loss_term_comes_from_the_registry():
+    codec = build_codec("local_offset", input_size=S, heatmap_size=H)
+    targets = codec.encode(torch.rand(2, 5, 2) * S)
+    perfect = codec.targets_as_outputs(targets)
+    out = ModelOutput([targets["heatmap"]], perfect["local_offset"], "local_offset")
+    assert compute_losses(out, targets)["local_offset"].item() == pytest.approx(0.0, abs=1e-7)
+    out.head = out.head + 0.25
+    losses = compute_losses(out, targets, {"head": 2.0})
+    assert losses["local_offset"].item() == pytest.approx(0.25, rel=1e-5)
+    assert losses["loss"].item() == pytest.approx(losses["heatmap"].item() + 2.0 * 0.25, rel=1e-5)
+    net = build_net("local_offset", 5, channels=8, input_size=S, hourglass_depth=2, width=4)
+    assert net(torch.zeros(1, 3, S, S)).head.shape == (1, 5, 2, H, H)
+
+
+def test_a_method_writing_a_known_output_differently_is_refused():
+    wov = get_method("wov")
+    clash = type(wov)("wov_l1", wov.codec, head=wov.head, output_key="offset", loss=lambda *a: 0)
+    with pytest.raises(ValueError, match="writes output 'offset' like 'wov'"):
+        register(clash)
+
+
+@pytest.mark.slow
+def test_trains_end_to_end_with_hih_train(tmp_path):
+    data = tmp_path / "faces"
+    ensure_synthetic(data / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
+    run = tmp_path / "run"
+    cfg = compose("train", tiny(data, "model=local_offset"), output_dir=run)
+    metrics = train(cfg)
+    written = json.loads((run / "metrics.json").read_text())
+    assert written == metrics and math.isfinite(metrics["test/nme"])
+    assert "test/nme_integer" in metrics  # a head: the integer-only numbers too (paper Table 7)
+    with open(next((run / "csv").rglob("metrics.csv"))) as f:
+        columns = next(csv.reader(f))
+    assert "train/local_offset_epoch" in columns  # the head's term is logged under its output key
+    assert (run / "predictions.png").is_file()
