@@ -1,7 +1,10 @@
-"""The LightningModule: encode landmarks on the device, train with intermediate supervision, evaluate.
+"""The LightningModule: train with intermediate supervision on the DataModule's targets, decode, evaluate.
 
 Batches follow docs/contracts.md: ``{"image": (B, 3, S, S), "landmarks": (B, N, 2), "subsets": (B, K)
-bool, "index": (B,)}``. Targets are built here by the codec (never in the DataLoader). Logged keys:
+bool, "index": (B,)}``, plus in fit / validate ``"targets"``: the codec's targets (``Codec.encode``), built
+on the device by the DataModule's ``on_after_batch_transfer`` (:mod:`hih.data.targets`; plain
+DataLoaders: :class:`hih.data.targets.EncodedLoaders`). This module never encodes: it reads the
+targets and decodes, and refuses at setup a DataModule whose codec is configured otherwise. Logged keys:
 ``train/loss`` and each loss term; ``val/loss``, ``val/nme`` (the checkpoint monitor), ``val/fr_10``,
 ``val/auc_10``; ``test/nme``, ``test/fr_10``, ``test/auc_10`` and ``test/<metric>/<subset>``; for codecs
 with a compensation head also the integer-heatmap-only ``test/nme_integer``, ``test/fr_10_integer``,
@@ -25,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from hih.codecs.base import Codec
-from hih.codecs.common import to_heatmap_coords
+from hih.data.targets import TARGETS_KEY
 from hih.losses import compute_losses, resolve_loss_weights
 from hih.metrics import FaceAlignmentMetrics, PerFaceResults
 from hih.models.output import ModelOutput
@@ -169,31 +172,55 @@ class FaceAlignmentModule(L.LightningModule):
             raise ValueError(f"norm_pair must be two landmark indices, got {norm_pair!r}")
         return (int(norm_pair[0]), int(norm_pair[1])), tuple(str(s) for s in subset_names)
 
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        self.check_codec(getattr(self._trainer, "datamodule", None))
+
+    def check_codec(self, datamodule: Any) -> None:
+        """Refuse a DataModule that encodes with another codec configuration than the one this module decodes."""
+        theirs = getattr(datamodule, "codec", None)
+        if theirs is None:
+            return
+        mine = self.codec.config()
+        if not isinstance(theirs, Codec) or theirs.config() != mine:
+            raise ValueError(
+                f"the DataModule encodes labels with {theirs!r} but the model decodes with {self.codec!r}: both must be "
+                "the same codec configuration (the configs give data.datamodule.codec: ${model.codec}; override model.codec.*)"
+            )
+
     # ------------------------------------------------------------------ forward / steps
     def forward(self, image: Tensor, cells: Tensor | None = None) -> ModelOutput:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         return self.net(image, cells) if cells is not None else self.net(image)
 
-    def _train_cells(self, landmarks: Tensor) -> Tensor | None:
-        """Ground-truth integer cells floor(u) for heads that read around them (HIH_L), else None."""
-        if not getattr(self.net, "wants_cells", False):
-            return None
-        return to_heatmap_coords(landmarks, self.codec.input_size, self.codec.heatmap_size).cell
+    def _targets(self, batch: Mapping[str, Any]) -> Mapping[str, Tensor]:
+        """The codec's targets the DataModule added to ``batch`` on this device (docs/contracts.md)."""
+        targets = batch.get(TARGETS_KEY)
+        if targets is None:
+            raise KeyError(
+                f"training batches must carry the codec's targets under {TARGETS_KEY!r}, got keys {sorted(batch)}: "
+                "FaceDataModule(codec=...) adds them on the device; wrap plain DataLoaders in "
+                "hih.data.targets.EncodedLoaders(module.codec, train=..., val=...)"
+            )
+        return targets
 
-    def _losses(self, output: ModelOutput, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        with torch.no_grad():
-            targets = self.codec.encode(batch["landmarks"])
+    def _train_cells(self, targets: Mapping[str, Tensor]) -> Tensor | None:
+        """Ground-truth integer cells floor(u) (the codec's "cell" target) for heads that read around them (HIH_L)."""
+        return targets["cell"] if getattr(self.net, "wants_cells", False) else None
+
+    def _losses(self, output: ModelOutput, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return compute_losses(output, targets, self.loss_weights)
 
     def _decode(self, output: ModelOutput) -> Tensor:
         return self.codec.decode(output.for_codec()).float()
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        cells = self._train_cells(batch["landmarks"])
+        targets = self._targets(batch)
+        cells = self._train_cells(targets)
         # forward(image) alone unless the head needs the cells: subclasses may override forward(image).
         output = self(batch["image"]) if cells is None else self(batch["image"], cells)
-        losses = self.train_losses = self._losses(output, batch)
+        losses = self.train_losses = self._losses(output, targets)
         bs = batch["image"].shape[0]
         self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
         for name, value in losses.items():
@@ -204,7 +231,8 @@ class FaceAlignmentModule(L.LightningModule):
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         output = self(batch["image"])
         bs = batch["image"].shape[0]
-        self.log("val/loss", self._losses(output, batch)["loss"], on_epoch=True, batch_size=bs, sync_dist=True)
+        if TARGETS_KEY in batch:  # trainer.validate on coordinate-only batches: metrics without the loss
+            self.log("val/loss", self._losses(output, batch[TARGETS_KEY])["loss"], on_epoch=True, batch_size=bs, sync_dist=True)
         self.val_metrics.update(self._decode(output), batch["landmarks"])
 
     def on_validation_epoch_end(self) -> None:
