@@ -40,6 +40,7 @@ def test_without_cells_it_reads_around_the_argmax() -> None:
     assert not torch.equal(moved, head(fused, heatmap, cells))  # the window position matters
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step called without a Trainer
 def test_training_passes_the_true_cells_only_to_local_heads() -> None:
     codec = HIHCodec(64, 16, decimal_size=4)
     landmarks = torch.tensor([[[5.0, 63.9], [17.2, 0.1]]])
