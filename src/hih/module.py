@@ -32,7 +32,8 @@ from hih.optim import as_partial, run_lengths
 
 __all__ = ["FaceAlignmentModule"]
 
-#: The paper's optimizer (Adam, 1e-5 in conf/module/default.yaml) when none is given; no schedule.
+#: Adam when no optimizer is given (the configs always give one: conf/module/default.yaml); a
+#: constant lr when no scheduler is given.
 DEFAULT_OPTIMIZER = functools.partial(torch.optim.Adam, lr=1e-3)
 
 
