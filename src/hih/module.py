@@ -16,7 +16,6 @@ test buffers are :class:`hih.metrics.PerFaceResults`.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,11 +28,12 @@ from hih.codecs.common import to_heatmap_coords
 from hih.losses import compute_losses, resolve_loss_weights
 from hih.metrics import FaceAlignmentMetrics, PerFaceResults
 from hih.models.output import ModelOutput
-from hih.optim import run_lengths_needed
+from hih.optim import as_partial, run_lengths
 
 __all__ = ["FaceAlignmentModule"]
 
-#: The paper's optimizer (Adam, 1e-5 in conf/module/default.yaml) when none is given; no schedule.
+#: Adam when no optimizer is given (the configs always give one: conf/module/default.yaml); a
+#: constant lr when no scheduler is given.
 DEFAULT_OPTIMIZER = functools.partial(torch.optim.Adam, lr=1e-3)
 
 
@@ -46,25 +46,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
-
-
-def _partial(spec: Any, what: str) -> tuple[Callable | None, dict | None]:
-    """(callable, plain record for the hyper-parameters) of an optimizer / scheduler spec: a callable
-    (functools.partial) or a Hydra config with ``_target_`` and ``_partial_: true``."""
-    if spec is None:
-        return None, None
-    spec = _plain(spec)
-    if isinstance(spec, Mapping):
-        if "_target_" not in spec:
-            raise ValueError(f"{what} must be a Hydra _partial_ target ({{_target_: ..., _partial_: true, ...}}) or a callable, got keys {sorted(spec)}")
-        from hydra.utils import instantiate
-
-        return instantiate({**spec, "_partial_": True}), dict(spec)
-    if not callable(spec):
-        raise TypeError(f"{what} must be a callable or a Hydra _partial_ config, got {type(spec).__name__}")
-    func = getattr(spec, "func", spec)
-    record = {"_target_": f"{func.__module__}.{func.__qualname__}", "_partial_": True, **_plain(getattr(spec, "keywords", {}) or {})}
-    return spec, record
 
 
 class FaceAlignmentModule(L.LightningModule):
@@ -105,8 +86,8 @@ class FaceAlignmentModule(L.LightningModule):
         loss = _plain(loss)
         norm_pair = _plain(norm_pair)
         subset_names = _plain(subset_names)
-        self.optimizer_factory, optimizer_record = _partial(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "optimizer")
-        self.scheduler_factory, scheduler_record = _partial(scheduler, "scheduler")
+        self.optimizer_factory, optimizer_record = as_partial(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "optimizer")
+        self.scheduler_factory, scheduler_record = as_partial(scheduler, "scheduler")
         layout_spec = layout
         layout = getattr(layout, "name", layout)  # checkpoints record a Layout object by its name
         self.save_hyperparameters(ignore=["net", "codec", "optimizer", "scheduler"])
@@ -254,23 +235,6 @@ class FaceAlignmentModule(L.LightningModule):
         opt = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return opt
-        lengths = {name: getattr(self, f"_{name}")() for name in run_lengths_needed(self.scheduler_factory)}
-        scheduler = self.scheduler_factory(opt, **lengths)
+        scheduler = self.scheduler_factory(opt, **run_lengths(self.trainer, self.scheduler_factory))
         # Every schedule is a pure function of the optimizer step, so resumed runs continue exactly.
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
-
-    def _total_steps(self) -> int:
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total <= 0:
-            raise ValueError("cosine / onecycle schedules need a finite run: set trainer.max_epochs or trainer.max_steps")
-        return int(total)
-
-    def _steps_per_epoch(self) -> int:
-        trainer = self.trainer
-        if trainer.train_dataloader is None:
-            # What estimated_stepping_batches does too; it skips it when max_epochs is -1 (max_steps runs).
-            trainer.fit_loop.setup_data()
-        batches = trainer.num_training_batches
-        if not math.isfinite(batches) or batches <= 0:
-            raise ValueError("the step schedule counts epochs: the train dataloader needs a length")
-        return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
