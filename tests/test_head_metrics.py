@@ -1,0 +1,175 @@
+"""The compensation-head metrics wired into the module (issue 15) and the paper's Table 7 convention
+(issue 12): decimal_acc / offset_err, the gains and the integer-only NME at the cell corner.
+
+Module-level checks use an oracle net that returns the codec's own targets (``targets_as_outputs``)
+for the faces of the batch, or random head outputs; the end-to-end check is a tiny hih-train run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from hih.codecs import HIHCodec, OffsetMapCodec, OffsetValueCodec
+from hih.data.synthetic import ensure_synthetic
+from hih.methods import get_method
+from hih.models import ModelOutput
+from hih.module import FaceAlignmentModule
+
+from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
+
+N, S, H = 40, 64, 16  # landmarks, input size, heatmap size (stride 4)
+SUBSETS = ("pose", "blur")
+
+
+class Faces(Dataset):
+    """Random landmarks with the two eyes (landmarks 0, 1) 20-40 px apart; the image carries the face
+    index in pixel (0, 0, 0) so the oracle net can find its landmarks."""
+
+    def __init__(self, size: int, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.landmarks = torch.rand(size, N, 2, generator=g) * (S - 8) + 4
+        eye = torch.rand(size, generator=g) * 20 + 20  # inter-ocular distance in pixels
+        left = torch.rand(size, 2, generator=g) * 8 + 8
+        self.landmarks[:, 0] = left
+        self.landmarks[:, 1] = left + torch.stack([eye, torch.zeros(size)], -1)
+        self.subsets = torch.rand(size, len(SUBSETS), generator=g) > 0.5
+        self.subsets[0] = True  # no subset is empty
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        image = torch.zeros(3, S, S)
+        image[0, 0, 0] = i
+        return {"image": image, "landmarks": self.landmarks[i], "subsets": self.subsets[i], "index": torch.tensor(i)}
+
+
+class OracleNet(nn.Module):
+    """The ideal network (the codec's targets fed back as outputs), or random head outputs."""
+
+    wants_cells = False
+
+    def __init__(self, codec, landmarks: torch.Tensor, random_head: bool = False):
+        super().__init__()
+        self.codec, self.landmarks, self.random_head = codec, landmarks, random_head
+        self.head_key, self.input_size = codec.head_key, codec.input_size
+        self.dummy = nn.Parameter(torch.zeros(()))
+        self.generator = torch.Generator().manual_seed(1)
+
+    def forward(self, image: torch.Tensor) -> ModelOutput:
+        lm = self.landmarks[image[:, 0, 0, 0].long()]
+        out = self.codec.targets_as_outputs(self.codec.encode(lm))
+        head = out[self.head_key]
+        if self.random_head:
+            head = torch.rand(head.shape, generator=self.generator)
+        return ModelOutput([out["heatmap"] + 0 * self.dummy], head, self.head_key)
+
+
+def _module(codec, faces: Faces, random_head: bool = False) -> FaceAlignmentModule:
+    net = OracleNet(codec, faces.landmarks, random_head)
+    return FaceAlignmentModule(net, codec, norm_pair=(0, 1), subset_names=SUBSETS)
+
+
+def _trainer() -> L.Trainer:
+    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False)
+
+
+def _loader(faces: Faces) -> DataLoader:
+    return DataLoader(faces, batch_size=16, shuffle=False)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*num_workers.*")
+        yield
+
+
+def test_registry_names_each_heads_metric():
+    assert get_method("hih_c").head_metric.name == "decimal_acc" and get_method("hih_c").head_metric.gain == "decimal_gain"
+    assert get_method("hih_t").head_metric == get_method("hih_l").head_metric == get_method("hih_c").head_metric
+    for name in ("wov", "wom", "local_offset"):
+        assert get_method(name).head_metric.name == "offset_err" and get_method(name).head_metric.gain == "offset_gain"
+    for name in ("baseline", "wsm", "dark", "soft_argmax"):
+        assert get_method(name).head_metric is None
+
+
+@pytest.mark.parametrize("d", [4, 8])
+def test_decimal_acc_is_one_on_targets_and_gain_is_the_centring_error(d):
+    codec, faces = HIHCodec(S, H, decimal_size=d), Faces(32)
+    module = _module(codec, faces)
+    val = _trainer().validate(module, _loader(faces), verbose=False)[0]
+    assert val["val/decimal_acc"] == 1.0
+    # The ideal decimal map places every landmark within 1/d of a cell; the centre alone is worse.
+    assert val["val/nme_integer"] > val["val/nme"]
+    assert val["val/decimal_gain"] == pytest.approx(val["val/nme_integer"] - val["val/nme"], rel=1e-5)
+    test = _trainer().test(module, _loader(faces), verbose=False)[0]
+    assert test["test/decimal_acc"] == 1.0
+    assert test["test/decimal_acc/pose"] == 1.0 and test["test/decimal_acc/blur"] == 1.0
+
+
+@pytest.mark.parametrize("d", [4, 8])
+def test_decimal_acc_of_random_outputs_is_chance(d):
+    codec, faces = HIHCodec(S, H, decimal_size=d), Faces(64, seed=3)
+    module = _module(codec, faces, random_head=True)
+    val = _trainer().validate(module, _loader(faces), verbose=False)[0]
+    count = faces.landmarks.shape[0] * N  # every landmark lies inside the input
+    p = 1.0 / d**2
+    # hits ~ Binomial(count, p) for independent random maps: within 5 standard deviations.
+    assert abs(val["val/decimal_acc"] - p) < 5 * math.sqrt(p * (1 - p) / count)
+
+
+@pytest.mark.parametrize("codec", [OffsetValueCodec(S, H), OffsetMapCodec(S, H)], ids=["wov", "wom"])
+def test_offset_err_is_zero_on_targets_and_positive_on_random(codec):
+    faces = Faces(32, seed=4)
+    # Few collisions matter: WOM's map holds the colliding landmarks' mean offset in a shared cell.
+    if isinstance(codec, OffsetMapCodec):
+        faces.landmarks = faces.landmarks[:, :8].contiguous()
+        faces.landmarks[:, 2:] = torch.linspace(6, S - 6, 6).unsqueeze(-1).expand(6, 2)  # distinct cells
+    ideal = _trainer().validate(_module(codec, faces), _loader(faces), verbose=False)[0]
+    assert ideal["val/offset_err"] == pytest.approx(0.0, abs=1e-6)
+    assert ideal["val/offset_gain"] > 0  # the exact offset beats the cell centre
+    noisy = _trainer().test(_module(codec, faces, random_head=True), _loader(faces), verbose=False)[0]
+    # Uniform offsets in [0, 1)^2 against uniform targets: E|a - b| = 0.5214 cells (2D), far from 0.
+    assert 0.35 < noisy["test/offset_err"] < 0.7
+    assert {"test/offset_err/pose", "test/offset_err/blur"} <= set(noisy)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    ensure_synthetic(root / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
+    return root
+
+
+@pytest.mark.slow
+def test_tiny_hih_run_logs_head_metrics_per_validation(data_dir, tmp_path):
+    from hih.pipeline import compose, train
+
+    run = tmp_path / "run"
+    cfg = compose("train", tiny(data_dir, "model=hih_c", "trainer.max_epochs=2"), output_dir=run)
+    metrics = train(cfg)
+    with open(run / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    val_rows = [r for r in rows if r.get("val/nme")]
+    assert len(val_rows) == 2  # one per epoch
+    for key in ("val/decimal_acc", "val/nme_integer", "val/decimal_gain"):
+        assert all(r.get(key) not in (None, "") for r in val_rows), key
+    for r in val_rows:
+        assert 0.0 <= float(r["val/decimal_acc"]) <= 1.0
+        assert float(r["val/decimal_gain"]) == pytest.approx(float(r["val/nme_integer"]) - float(r["val/nme"]), abs=1e-4)
+    train_rows = [r for r in rows if r.get("train/decimal_acc")]
+    assert len(train_rows) == 2
+    written = json.loads((run / "metrics.json").read_text())
+    assert written == metrics
+    assert 0.0 <= written["test/decimal_acc"] <= 1.0
