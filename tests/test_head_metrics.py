@@ -145,6 +145,32 @@ def test_offset_err_is_zero_on_targets_and_positive_on_random(codec):
     assert {"test/offset_err/pose", "test/offset_err/blur"} <= set(noisy)
 
 
+#: Mean distance of a uniform point of the unit square from a corner: (sqrt(2) + asinh(1)) / 3.
+CORNER = 0.765
+
+
+@pytest.mark.parametrize("codec", [HIHCodec(S, H, decimal_size=4), OffsetValueCodec(S, H)], ids=["hih", "wov"])
+def test_integer_only_nme_at_corner_and_centre_on_targets(codec):
+    """Issue 12: the integer heatmap alone, read at the argmax index (paper Table 7), is off by the
+    whole sub-cell offset: 0.765 strides on average; read at the cell centre, by half that."""
+    faces = Faces(96, seed=5)
+    test = _trainer().test(_module(codec, faces), _loader(faces), verbose=False)[0]
+    lm = faces.landmarks
+    iod = torch.linalg.vector_norm(lm[:, 0] - lm[:, 1], dim=-1)  # each test face's own, pixels
+    expected = (CORNER * codec.stride / iod * 100).mean().item()  # percent
+    assert test["test/nme_integer_corner"] == pytest.approx(expected, rel=0.03)
+    assert test["test/nme_integer"] == pytest.approx(expected / 2, rel=0.03)
+    pose = faces.subsets[:, 0]
+    assert test["test/nme_integer_corner/pose"] == pytest.approx((CORNER * codec.stride / iod[pose] * 100).mean().item(), rel=0.05)
+    # FR / AUC against a direct per-face reference: the landmark minus its cell's corner.
+    per_face = (torch.linalg.vector_norm(lm - torch.floor(lm / codec.stride) * codec.stride, dim=-1).mean(1) / iod * 100).double()
+    assert test["test/fr_10_integer_corner"] == pytest.approx((per_face > 10).double().mean().item() * 100, abs=1e-4)
+    assert test["test/auc_10_integer_corner"] == pytest.approx((10 - per_face).clamp(min=0).mean().item() / 10, abs=1e-5)
+    gain = codec.head_key and get_method("hih_c" if codec.head_key == "decimal" else "wov").head_metric.gain
+    assert test[f"test/{gain}"] == pytest.approx(test["test/nme_integer"] - test["test/nme"], rel=1e-5)
+    assert test[f"test/{gain}/pose"] == pytest.approx(test["test/nme_integer/pose"] - test["test/nme/pose"], rel=1e-5)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("faces")
@@ -173,3 +199,5 @@ def test_tiny_hih_run_logs_head_metrics_per_validation(data_dir, tmp_path):
     written = json.loads((run / "metrics.json").read_text())
     assert written == metrics
     assert 0.0 <= written["test/decimal_acc"] <= 1.0
+    assert written["test/decimal_gain"] == pytest.approx(written["test/nme_integer"] - written["test/nme"], abs=1e-4)
+    assert {"test/nme_integer_corner", "test/fr_10_integer_corner", "test/auc_10_integer_corner"} <= set(written)

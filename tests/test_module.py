@@ -118,7 +118,8 @@ def test_fit_and_test_log_expected_keys(method):
     expected = _metric_keys("test")
     if head_key is not None:  # paper Table 7: the integer heatmap alone
         expected |= _metric_keys("test", "_integer")
-        expected |= {f"test/{head_metric.name}{s}" for s in ("", "/pose", "/blur")}
+        expected |= _metric_keys("test", "_integer_corner")  # the paper's Table 7 convention
+        expected |= {f"test/{m}{s}" for m in (head_metric.name, head_metric.gain) for s in ("", "/pose", "/blur")}
     assert set(results) == expected
     # fast_dev_run tests one batch of 2 faces; the kept per-face results match the logged NME.
     kept = module.test_results

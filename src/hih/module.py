@@ -5,10 +5,13 @@ bool, "index": (B,)}``. Targets are built here by the codec (never in the DataLo
 ``train/loss`` and each loss term; ``val/loss``, ``val/nme`` (the checkpoint monitor), ``val/fr_10``,
 ``val/auc_10``; ``test/nme``, ``test/fr_10``, ``test/auc_10`` and ``test/<metric>/<subset>``; for codecs
 with a compensation head also the integer-heatmap-only ``test/nme_integer``, ``test/fr_10_integer``,
-``test/auc_10_integer`` and their subsets, and ``val/nme_integer``; for methods whose registry entry
+``test/auc_10_integer`` and their subsets, the same at the argmax index (the cell's corner, the
+paper's Table 7 convention) as ``test/nme_integer_corner``, ``test/fr_10_integer_corner``,
+``test/auc_10_integer_corner`` (+ subsets), and ``val/nme_integer``; for methods whose registry entry
 names a head metric (:class:`hih.metrics.HeadMetric`) ``train/<name>`` (epoch mean), ``val/<name>``,
-``test/<name>`` (+ subsets) and the gain ``val/<gain>`` = val/nme_integer - val/nme (e.g.
-``decimal_acc`` / ``decimal_gain``, ``offset_err`` / ``offset_gain``). See docs/contracts.md.
+``test/<name>`` (+ subsets) and the gains ``val/<gain>`` = val/nme_integer - val/nme and
+``test/<gain>`` (+ subsets) alike (``decimal_acc`` / ``decimal_gain``, ``offset_err`` /
+``offset_gain``). See docs/contracts.md.
 
 Plumbing lives elsewhere: the optimizer and lr schedule are Hydra ``_partial_`` targets
 (:mod:`hih.optim`), the NaN/Inf guard is a callback (:class:`hih.callbacks.NonFiniteGuard`), the
@@ -136,6 +139,8 @@ class FaceAlignmentModule(L.LightningModule):
         self.test_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold)
         has_head = codec.head_key is not None
         self.test_integer_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) if has_head else None
+        # The paper's Table 7 convention: the argmax index itself (the cell's corner), not its centre.
+        self.test_integer_corner_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) if has_head else None
         self.val_integer_metrics = FaceAlignmentMetrics(self.norm_pair, (), self.metric_threshold) if has_head else None
         #: How the registry scores this codec's head (None: no head, or a method without a head metric).
         method = head_output(codec.head_key)
@@ -268,7 +273,9 @@ class FaceAlignmentModule(L.LightningModule):
         pred = self._decode(output)
         self.test_metrics.update(pred, target, subsets)
         if self.test_integer_metrics is not None:
-            self.test_integer_metrics.update(self.codec.decode_integer(output.heatmaps[-1], anchor="centre"), target, subsets)
+            heatmap = output.heatmaps[-1]
+            self.test_integer_metrics.update(self.codec.decode_integer(heatmap, anchor="centre"), target, subsets)
+            self.test_integer_corner_metrics.update(self.codec.decode_integer(heatmap, anchor="corner"), target, subsets)
         if self.head_metric is not None:
             self._score_head(self.test_head_meter, output, self._targets(batch), batch, subsets)
         self.test_results.update(pred, target, subsets, batch.get("index"))
@@ -276,10 +283,15 @@ class FaceAlignmentModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
         if self.test_integer_metrics is not None:
-            for key, value in self.test_integer_metrics.compute().items():
-                name, _, subset = key.partition("/")
-                values[f"test/{name}_integer" + (f"/{subset}" if subset else "")] = value
-            self.test_integer_metrics.reset()
+            for suffix, metrics in (("_integer", self.test_integer_metrics), ("_integer_corner", self.test_integer_corner_metrics)):
+                for key, value in metrics.compute().items():
+                    name, _, subset = key.partition("/")
+                    values[f"test/{name}{suffix}" + (f"/{subset}" if subset else "")] = value
+                metrics.reset()
+            if self.head_metric is not None:
+                # What the head adds beyond centring (0 for a head that learned nothing), per subset too.
+                for subset in ("", *(f"/{s}" for s in self.subset_names)):
+                    values[f"test/{self.head_metric.gain}{subset}"] = values[f"test/nme_integer{subset}"] - values[f"test/nme{subset}"]
         if self.head_metric is not None:
             values.update({f"test/{self.head_metric.name}{k}": v.float() for k, v in self.test_head_meter.compute().items()})
             self.test_head_meter.reset()
