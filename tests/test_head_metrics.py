@@ -201,3 +201,60 @@ def test_tiny_hih_run_logs_head_metrics_per_validation(data_dir, tmp_path):
     assert 0.0 <= written["test/decimal_acc"] <= 1.0
     assert written["test/decimal_gain"] == pytest.approx(written["test/nme_integer"] - written["test/nme"], abs=1e-4)
     assert {"test/nme_integer_corner", "test/fr_10_integer_corner", "test/auc_10_integer_corner"} <= set(written)
+
+
+# ------------------------------------------------------------------ where the results are shown
+def _run_metrics(head: bool) -> dict[str, float]:
+    out = {"test/nme": 4.0, "test/fr_10": 2.0, "test/auc_10": 0.5, "test/nme/pose": 6.0, "test/fr_10/pose": 3.0, "test/auc_10/pose": 0.4}
+    if head:
+        for suffix, bump in (("_integer", 0.5), ("_integer_corner", 1.5)):
+            out.update({f"test/{m}{suffix}{s}": v + bump for m, v in (("nme", 4.0), ("fr_10", 2.0)) for s in ("", "/pose")})
+            out.update({f"test/auc_10{suffix}{s}": 0.3 for s in ("", "/pose")})
+        out.update({"test/decimal_acc": 0.0625, "test/decimal_acc/pose": 0.07, "test/decimal_gain": 0.5, "test/decimal_gain/pose": 0.5})
+    return out
+
+
+def test_console_tables_show_head_metrics_and_both_integer_anchors():
+    from rich.console import Console
+
+    from hih.analysis.results import column_order, results_tables
+
+    names = [k.split("/")[1] for k in _run_metrics(True) if k.count("/") == 1]
+    assert sorted(names, key=column_order) == [
+        "nme", "fr_10", "auc_10", "nme_integer", "fr_10_integer", "auc_10_integer",
+        "nme_integer_corner", "fr_10_integer_corner", "auc_10_integer_corner", "decimal_acc", "decimal_gain",
+    ]
+    main, integer = results_tables(_run_metrics(True))
+    assert [c.header for c in main.columns] == ["subset", "nme", "fr_10", "auc_10", "decimal_acc", "decimal_gain"]
+    assert [c.header for c in integer.columns][1:] == [f"{m}\n{a}" for a in ("centre", "corner") for m in ("nme", "fr_10", "auc_10")]
+    console = Console(width=100, record=True)
+    console.print(main)
+    text = console.export_text()
+    assert "0.062" in text and "chance 1/d²" in text  # accuracy with 3 decimals, and its caption
+    assert len(results_tables(_run_metrics(False))) == 1  # a baseline: one table, no caption
+    assert results_tables(_run_metrics(False))[0].caption is None
+
+
+def test_report_lists_head_metrics_and_corner_tables(tmp_path):
+    import yaml
+
+    from hih.analysis.report import metric_families, summary_table, write_report
+
+    root = tmp_path / "sweep"
+    for num, model in enumerate(("baseline", "hih_c")):
+        job = root / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model={model}"]))
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"model": {"name": model}, "data": {"layout": "wflw"}}))
+        (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
+        (job / "metrics.json").write_text(json.dumps(_run_metrics(model != "baseline")))
+    report = write_report(root, plots=False)
+    families = metric_families(report.runs)
+    assert families[-5:] == ["nme_integer_corner", "fr_10_integer_corner", "auc_10_integer_corner", "decimal_acc", "decimal_gain"]
+    header, rows = summary_table(report.runs)
+    assert header[4:-1] == ["nme", "fr_10", "auc_10", "nme_integer", "decimal_acc", "decimal_gain"]
+    assert rows[0][8:10] == [None, None] and rows[1][8:10] == [0.0625, 0.5]
+    assert {"decimal_acc", "decimal_gain", "nme_integer_corner"} <= set(report.csvs)
+    md = report.markdown.read_text()
+    assert "| model=hih_c | hih_c | completed | 0.062 | 0.070 |" in md  # the accuracy table, baseline left out
+    assert "read at the argmax index" in md
