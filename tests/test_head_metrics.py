@@ -129,8 +129,16 @@ def test_decimal_acc_of_random_outputs_is_chance(d):
     assert abs(val["val/decimal_acc"] - p) < 5 * math.sqrt(p * (1 - p) / count)
 
 
-@pytest.mark.parametrize("codec", [OffsetValueCodec(S, H), OffsetMapCodec(S, H)], ids=["wov", "wom"])
-def test_offset_err_is_zero_on_targets_and_positive_on_random(codec):
+def _local_offset_codec():
+    from hih.methods.local_offset import LocalOffsetCodec  # the worked example (docs/adding_a_method.md)
+
+    return LocalOffsetCodec(S, H)
+
+
+@pytest.mark.parametrize("make_codec", [lambda: OffsetValueCodec(S, H), lambda: OffsetMapCodec(S, H), _local_offset_codec],
+                         ids=["wov", "wom", "local_offset"])
+def test_offset_err_is_zero_on_targets_and_positive_on_random(make_codec):
+    codec = make_codec()
     faces = Faces(32, seed=4)
     # Few collisions matter: WOM's map holds the colliding landmarks' mean offset in a shared cell.
     if isinstance(codec, OffsetMapCodec):
