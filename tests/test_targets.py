@@ -108,10 +108,15 @@ def test_training_step_sees_the_codec_targets_on_its_device(synth_root, device) 
         trainer.fit(module, datamodule=_dm(synth_root, codec))
         assert len(module.seen["train"]) == 2 and len(module.seen["val"]) == 1
         assert all(TARGETS_KEY in b for b in module.seen["train"] + module.seen["val"])
-        # Test batches have landmarks but no targets: the test step only decodes.
+        # Test batches get them too (the head metric reads them) ...
         trainer.test(module, datamodule=_dm(synth_root, codec), verbose=False)
+        assert module.seen["test"] and all(TARGETS_KEY in b for b in module.seen["test"])
+        assert {"test/nme", "test/decimal_acc"} <= set(trainer.callback_metrics)
+        # ... but evaluation works without: a DataModule without codec gives the landmark metrics alone.
+        module.seen["test"].clear()
+        trainer.test(module, datamodule=_dm(synth_root, None), verbose=False)
     assert module.seen["test"] and all(TARGETS_KEY not in b for b in module.seen["test"])
-    assert trainer.callback_metrics["test/nme"].isfinite()
+    assert trainer.callback_metrics["test/nme"].isfinite() and "test/decimal_acc" not in trainer.callback_metrics
     # Prediction: images only, no labels at all.
     images = DataLoader(TensorDataset(torch.randn(3, 3, S, S)), batch_size=2, collate_fn=lambda rows: torch.stack([r[0] for r in rows]))
     preds = trainer.predict(module, dataloaders=images)

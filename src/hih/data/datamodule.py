@@ -2,7 +2,7 @@
 
 Loaders ship images and landmark coordinates only (see ``docs/contracts.md``): a batch is
 ``{"image": (B, 3, S, S) float32, "landmarks": (B, N, 2) float32, "subsets": (B, K) bool,
-"index": (B,) int64}``. Once Lightning has moved a fit / validate batch to the training device,
+"index": (B,) int64}``. Once Lightning has moved a fit / validate / test batch to the training device,
 ``on_after_batch_transfer`` adds ``"targets"``: the codec's ``encode(landmarks)`` built there
 (:mod:`hih.data.targets`), never in the loader workers.
 """
@@ -61,7 +61,7 @@ class FaceDataModule(L.LightningDataModule):
     drop_last: drop the last incomplete training batch (BatchNorm dislikes tiny batches);
         ignored when the training set is smaller than one batch.
     codec: the model's codec (:class:`hih.codecs.base.Codec`; the Hydra configs give it
-        ``${model.codec}``): fit / validate batches get ``batch["targets"] = codec.encode(landmarks)``
+        ``${model.codec}``): fit / validate / test batches get ``batch["targets"] = codec.encode(landmarks)``
         on the device they were moved to. None: batches keep coordinates only (enough for test,
         predict and plots; FaceAlignmentModule cannot train on them).
     """
@@ -174,7 +174,7 @@ class FaceDataModule(L.LightningDataModule):
             self.val_set = self.test_set
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Add the codec's targets on the batch's device (fit and validate; see :mod:`hih.data.targets`)."""
+        """Add the codec's targets on the batch's device (not for predict; see :mod:`hih.data.targets`)."""
         return add_targets(batch, self.codec) if encodes_now(self.trainer) else batch
 
     def read_split(self, split: str) -> list[FaceRecord]:

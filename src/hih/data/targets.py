@@ -39,8 +39,8 @@ def add_targets(batch: Any, codec: Any) -> Any:
 
 
 def encodes_now(trainer: Any) -> bool:
-    """Targets are for the losses of fit and validate; test and predict batches go without them."""
-    return trainer is None or not (trainer.testing or trainer.predicting)
+    """Fit, validate and test batches get targets (losses, head metrics); predict batches go without."""
+    return trainer is None or not trainer.predicting
 
 
 class EncodedLoaders(L.LightningDataModule):
