@@ -3,10 +3,10 @@ whatever model is picked; every app composes with the group; cls trains (a tiny 
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -97,5 +97,6 @@ def test_authors_loss_and_labels_train(tmp_path):
     # The cls term of these targets is about 4e-4 at a uniform prediction (softmax of a peak-1
     # Gaussian is flat, and the KL is divided by d * d); L2 there is about 0.04: it is the cls term.
     assert all(v < 0.005 for v in decimal), decimal
-    hparams = json.dumps(OmegaConf.to_container(cfg.model.loss))
-    assert '"decimal_loss": "cls"' in hparams
+    # The module trained with those settings (its saved hyper-parameters, as a resume would see them).
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["loss"]
+    assert (saved["decimal_loss"], saved["head"], saved["stack_reduction"]) == ("cls", 0.05, "mean")
