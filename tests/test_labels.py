@@ -100,3 +100,18 @@ def test_authors_loss_and_labels_train(tmp_path):
     # The module trained with those settings (its saved hyper-parameters, as a resume would see them).
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["loss"]
     assert (saved["decimal_loss"], saved["head"], saved["stack_reduction"]) == ("cls", 0.05, "mean")
+
+
+@pytest.mark.slow
+def test_cli_cfg_job_resolve_shows_the_authors_codec(tmp_path):
+    """The issue's check, through the console script: the codec's values, not the interpolation."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "WANDB_MODE": "offline", "MPLBACKEND": "Agg"}
+    cmd = [Path(sys.executable).parent / "hih-train", "experiment=paper/wflw", "--cfg", "job", "--resolve"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    codec = OmegaConf.create(out).model.codec
+    assert (codec.integer_target, codec.decimal_quantizer) == ("cell", "round")
