@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 
-from hih.analysis.results import write_json
+from hih.analysis.results import HEAD_COLUMNS, digits, write_json
 
 log = logging.getLogger(__name__)
 
@@ -343,12 +343,14 @@ def subset_order(runs: Sequence[Run], stage: str = "test") -> list[str]:
 
 def metric_families(runs: Sequence[Run], stage: str = "test") -> list[str]:
     """nme, fr_10, auc_10 (paper order), then the integer-only variants found, each metric's corner
-    (Table 7's convention) before its centre (nme_integer_corner, nme_integer, fr_10_integer_corner, ...)."""
+    (Table 7's convention) before its centre (nme_integer_corner, nme_integer, fr_10_integer_corner, ...),
+    then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain)."""
     names = {k.split("/")[1] for r in runs for k in r.metrics if k.startswith(stage + "/") and k.count("/") >= 1}
-    base = [m for m in METRICS if m in names] or sorted(n for n in names if "_integer" not in n)
+    base = [m for m in METRICS if m in names] or sorted(n for n in names if "_integer" not in n and n not in HEAD_COLUMNS)
     variants = [m + v for m in METRICS for v in INTEGER_VARIANTS if m + v in names]
-    rest = sorted(names - set(base) - set(variants))
-    return base + variants + rest
+    head = [m for m in HEAD_COLUMNS if m in names]
+    rest = sorted(names - set(base) - set(variants) - set(head))
+    return base + variants + head + rest
 
 
 def metric_table(runs: Sequence[Run], metric: str, stage: str = "test") -> tuple[list[str], list[list[Any]]]:
@@ -362,15 +364,17 @@ def metric_table(runs: Sequence[Run], metric: str, stage: str = "test") -> tuple
     rows = []
     for r in runs:
         values = [r.metrics.get(f"{stage}/{metric}" + ("" if s == "full" else f"/{s}")) for s in subsets]
-        if r.status == "completed" and all(v is None for v in values) and "_integer" in metric:
-            continue  # e.g. the baseline in the integer-only table: it has no separate integer decode
+        if r.status == "completed" and all(v is None for v in values) and (metric.endswith(INTEGER_VARIANTS) or metric in HEAD_COLUMNS):
+            # Families only some runs have: the baseline has no integer-only decode and no head metric.
+            continue
         rows.append([r.label, r.model, r.status] + values)
     return header, rows
 
 
 def summary_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
-    """One row per run: full-set NME / FR / AUC (and integer-only NME), status and what went wrong."""
-    families = [m for m in metric_families(runs, stage) if m in METRICS or m in ("nme_integer_corner", "nme_integer")]
+    """One row per run: full-set NME / FR / AUC (and integer-only NME at the corner and the centre, the
+    head metric and its gain where present), status and what went wrong."""
+    families = [m for m in metric_families(runs, stage) if m in METRICS or m in ("nme_integer_corner", "nme_integer") or m in HEAD_COLUMNS]
     header = ["job", "run", "model", "status"] + families + ["folder / error"]
     rows = []
     for r in runs:
@@ -385,7 +389,7 @@ def _fmt(value: Any, column: str = "") -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
-        return f"{value:.3f}" if "auc" in column else f"{value:.2f}"
+        return f"{value:.{3 if 'auc' in column else digits(column)}f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
@@ -415,6 +419,10 @@ TITLES = {
     "nme_integer": "NME (%) ↓, integer heatmap only, cell centre (beside Table 7: not the paper's convention)",
     "fr_10_integer": "FR@10 (%) ↓, integer heatmap only, cell centre (beside Table 7: not the paper's convention)",
     "auc_10_integer": "AUC@10 ↑, integer heatmap only, cell centre (beside Table 7: not the paper's convention)",
+    "decimal_acc": "Decimal-cell accuracy ↑ (fraction; chance 1/d²)",
+    "decimal_gain": "Decimal gain (NME points) ↑: integer-only NME at the cell centre minus NME",
+    "offset_err": "Offset error (heatmap cells) ↓",
+    "offset_gain": "Offset gain (NME points) ↑: integer-only NME at the cell centre minus NME",
 }
 INTEGER_TITLE = "Table 7 at a glance: full-set NME (%) ↓, full decode against the integer heatmap only"
 
