@@ -264,11 +264,13 @@ def test_report_lists_head_metrics_and_corner_tables(tmp_path):
         (job / "metrics.json").write_text(json.dumps(_run_metrics(model != "baseline")))
     report = write_report(root, plots=False)
     families = metric_families(report.runs)
-    assert families[-5:] == ["nme_integer_corner", "fr_10_integer_corner", "auc_10_integer_corner", "decimal_acc", "decimal_gain"]
+    # Table 7's convention (the corner) first, each metric's centre beside it.
+    assert families[3:] == ["nme_integer_corner", "nme_integer", "fr_10_integer_corner", "fr_10_integer",
+                            "auc_10_integer_corner", "auc_10_integer", "decimal_acc", "decimal_gain"]
     header, rows = summary_table(report.runs)
-    assert header[4:-1] == ["nme", "fr_10", "auc_10", "nme_integer", "decimal_acc", "decimal_gain"]
-    assert rows[0][8:10] == [None, None] and rows[1][8:10] == [0.0625, 0.5]
+    assert header[4:-1] == ["nme", "fr_10", "auc_10", "nme_integer_corner", "nme_integer", "decimal_acc", "decimal_gain"]
+    assert rows[0][9:11] == [None, None] and rows[1][9:11] == [0.0625, 0.5]
     assert {"decimal_acc", "decimal_gain", "nme_integer_corner"} <= set(report.csvs)
     md = report.markdown.read_text()
     assert "| model=hih_c | hih_c | completed | 0.062 | 0.070 |" in md  # the accuracy table, baseline left out
-    assert "read at the argmax index" in md
+    assert "argmax cell corner (Table 7, the paper's convention)" in md
