@@ -31,13 +31,14 @@ import sys
 import time
 from pathlib import Path
 
-#: Small enough that a run reaches thousands of optimizer steps on two cores: 64 px input, a 16x16
-#: heatmap (stride 4 as in the paper), a 4x4 decimal map, 32-channel hourglass. Constant learning
-#: rate, so that every validation point is what a shorter budget would have reached.
+#: Small enough that a run reaches about a thousand optimizer steps in minutes on a shared 2-core
+#: machine: 64 px input, a 16x16 heatmap (stride 4 as in the paper), a 4x4 decimal map (HIH), a
+#: 32-channel hourglass, batch 16. Constant learning rate (the quickstart's AdamW 2e-3), so that every
+#: validation point is what a shorter budget would have reached.
 COMMON = [
     "data.input_size=64",
     "data.heatmap_size=16",
-    "model.decimal_size=4",
+    "data.datamodule.batch_size=16",
     "model.channels=32",
     "module.scheduler=null",
     "trainer.max_epochs=-1",
@@ -45,17 +46,36 @@ COMMON = [
     "trainer.log_every_n_steps=10",
     "plot_samples=0",
     "logger=csv",
+    # One loader worker kept alive across the frequent validations (a fresh worker costs seconds).
+    "data.datamodule.num_workers=1",
+    "data.datamodule.persistent_workers=true",
 ]
 
-#: The paper's label settings (issue 12): cell-centred integer Gaussian, rounded decimal index.
-PAPER_LABELS = ["++model.codec.integer_target=cell", "++model.codec.decimal_quantizer=round"]
+#: One compute thread per run: on a shared 2-core machine two threads fight the other jobs and ran
+#: 10x slower per step than one (measured: 2.3 s against 0.19 s per step at load 15).
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+#: Only methods with a decimal map (an HIH codec) take these.
+DECIMAL = ["model.decimal_size=4"]
+
+#: The paper's label settings (issue 12): the integer Gaussian centred on cell floor(u) (every heatmap
+#: codec), and for the HIH codecs the rounded decimal index.
+PAPER_LABELS = ["++model.codec.integer_target=cell"]
+PAPER_DECIMAL_LABELS = ["++model.codec.decimal_quantizer=round"]
+
+#: The study (docs/decimal_heads.md), in the order it runs. ``_w<x>``: the head's loss weight
+#: (model.loss.head) set explicitly, so the runs do not depend on the configs' defaults. HIH_CP is
+#: an extension (hih.methods.hih_cp), not a paper head.
 DEFAULT_RUNS = {
     "baseline": "model=baseline",
-    "hih_c": "model=hih_c",
-    "hih_t": "model=hih_t",
-    "wov": "model=wov",
-    "wom": "model=wom",
+    "hih_c_w1": "model=hih_c model.loss.head=1.0",
+    "hih_cp_w1": "model=hih_cp model.loss.head=1.0",
+    "wov_w1": "model=wov model.loss.head=1.0",
+    "wov_w0.05": "model=wov model.loss.head=0.05",
+    "wom_w1": "model=wom model.loss.head=1.0",
+    "wom_w0.05": "model=wom model.loss.head=0.05",
+    "hih_c_w0.05": "model=hih_c model.loss.head=0.05",
+    "hih_t_w0.05": "model=hih_t model.loss.head=0.05",
     "hih_l": "model=hih_l",
 }
 
@@ -68,38 +88,75 @@ def parse_runs(specs: list[str] | None) -> dict[str, list[str]]:
     return {name: spec.split() for name, spec in items.items()}
 
 
-def train(name: str, overrides: list[str], args) -> Path:
+def model_name(overrides: list[str]) -> str:
+    """The ``model=<name>`` of a run's overrides (the quickstart's hih_l when absent)."""
+    names = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "model"]
+    return names[-1] if names else "hih_l"
+
+
+def has_decimal_map(model: str) -> bool:
+    """Whether the registered method ``model`` decodes a decimal heatmap (takes decimal_size / quantizer)."""
+    from hih.codecs import HIHCodec
+    from hih.methods import get_method
+
+    return issubclass(get_method(model).codec, HIHCodec)
+
+
+def method_overrides(overrides: list[str], labels: str) -> list[str]:
+    """The per-method part of COMMON: the decimal size and, with ``labels="paper"``, the label options
+    each codec accepts (decimal_quantizer exists only on HIH codecs)."""
+    decimal = has_decimal_map(model_name(overrides))
+    out = DECIMAL if decimal else []
+    if labels == "paper":
+        out = out + PAPER_LABELS + (PAPER_DECIMAL_LABELS if decimal else [])
+    return out
+
+
+def train(name: str, overrides: list[str], args) -> Path | None:
+    """One ``hih-train`` run in ``--out/runs/<name>``; None (and the study goes on) when it fails."""
     run_dir = args.out / "runs" / name
     if (run_dir / "metrics.json").is_file():
         print(f"[study] {name}: done already ({run_dir})", flush=True)
         return run_dir
     cmd = [
-        sys.executable, "-m", "hih.cli.train", *COMMON, *(PAPER_LABELS if args.labels == "paper" else []),
-        f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.val_every}",
+        sys.executable, "-m", "hih.cli.train", *COMMON, *method_overrides(overrides, args.labels),
+        f"++trainer.max_steps={args.steps}", f"++trainer.val_check_interval={args.val_every}",
         f"seed={args.seed}", *overrides, *args.extra, f"hydra.run.dir={run_dir}",
     ]
-    print(f"[study] {name}: {' '.join(cmd[3:])}", flush=True)
+    print(f"[study] {name}: hih-train {' '.join(cmd[3:])}", flush=True)
     t0 = time.perf_counter()
     log = run_dir.parent / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
-        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "MPLBACKEND": "Agg"})
+        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "MPLBACKEND": "Agg", **THREADS})
+    seconds = time.perf_counter() - t0
     if rc:
-        raise SystemExit(f"[study] {name} failed (exit {rc}); see {log}")
-    print(f"[study] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"[study] {name} FAILED (exit {rc}) after {seconds:.0f} s; see {log}", flush=True)
+        return None
+    (run_dir / "study_run.json").write_text(json.dumps({"command": cmd[3:], "wall_s": round(seconds, 1)}, indent=1))
+    print(f"[study] {name}: {seconds:.0f} s", flush=True)
     return run_dir
 
 
 def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """{metric: [(step, value), ...]} for the validation metrics of one run's CSV log."""
+    """{metric: [(optimizer steps, value), ...]} for the validation metrics of one run's CSV log.
+
+    The CSV's ``step`` of a validation row is the optimizer steps done minus one (Lightning logs it
+    from the last training batch), hence the +1."""
     out: dict[str, list[tuple[int, float]]] = {}
     with open(run_dir / "csv" / "metrics.csv") as fh:
         for row in csv.DictReader(fh):
             for key in CURVES:
                 value = row.get(key, "")
                 if value not in ("", None):
-                    out.setdefault(key, []).append((int(row["step"]), float(value)))
+                    out.setdefault(key, []).append((int(row["step"]) + 1, float(value)))
     return out
+
+
+def read_test(run_dir: Path) -> dict[str, float]:
+    """The run's final test metrics (best checkpoint by val/nme, the 500 test faces), full set only."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if k.count("/") == 1}
 
 
 def decimal_chance(run_dir: Path) -> float | None:
@@ -112,79 +169,125 @@ def decimal_chance(run_dir: Path) -> float | None:
     return 1.0 / int(model.decimal_size) ** 2 if "decimal_size" in model else None
 
 
-def table(curves: dict[str, dict], steps: list[int]) -> str:
-    """Markdown: one row per run and ladder step."""
-    head = "| run | step | val NME | integer only | decimal acc | gain (NME) | offset err (cells) |\n|---|---|---|---|---|---|---|"
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _last(points: list[tuple[int, float]] | None, step: int) -> float | None:
+    vals = [v for s, v in points or [] if s <= step]
+    return vals[-1] if vals else None
+
+
+def table(curves: dict[str, dict], steps: list[int], tests: dict[str, dict], baseline: str | None) -> str:
+    """Markdown: one row per run and ladder step (validation set), then the run's test row.
+
+    "vs baseline": integer-heatmap-only NME minus the baseline's NME at the same step (> 0: the head
+    made the shared backbone's integer heatmap worse)."""
+    head = ("| run | steps | NME | integer only | vs baseline | decimal acc | gain (NME) | offset err (cells) |\n"
+            "|---|---|---|---|---|---|---|---|")
     rows = [head]
+    base = curves.get(baseline, {}).get("val/nme") if baseline else None
     for name, c in curves.items():
+        gain_key = "val/decimal_gain" if c.get("val/decimal_gain") else "val/offset_gain"
         for step in steps:
-            def at(key):
-                pts = [v for s, v in c.get(key, []) if s <= step]
-                return f"{pts[-1]:.3f}" if pts else "-"
-            gain = at("val/decimal_gain") if c.get("val/decimal_gain") else at("val/offset_gain")
-            rows.append(f"| {name} | {step} | {at('val/nme')} | {at('val/nme_integer')} | {at('val/decimal_acc')} | {gain} | {at('val/offset_err')} |")
+            integer, ref = _last(c.get("val/nme_integer"), step), _last(base, step)
+            delta = f"{integer - ref:+.3f}" if integer is not None and ref is not None else "-"
+            rows.append(f"| {name} | {step} | {_fmt(_last(c.get('val/nme'), step))} | {_fmt(integer)} | {delta} | "
+                        f"{_fmt(_last(c.get('val/decimal_acc'), step))} | {_fmt(_last(c.get(gain_key), step))} | "
+                        f"{_fmt(_last(c.get('val/offset_err'), step))} |")
+        t = tests.get(name)
+        if t:
+            integer, ref = t.get("test/nme_integer"), tests.get(baseline, {}).get("test/nme") if baseline else None
+            delta = f"{integer - ref:+.3f}" if integer is not None and ref is not None else "-"
+            gain = t.get("test/decimal_gain", t.get("test/offset_gain"))
+            rows.append(f"| {name} | **test** | {_fmt(t.get('test/nme'))} | {_fmt(integer)} | {delta} | "
+                        f"{_fmt(t.get('test/decimal_acc'))} | {_fmt(gain)} | {_fmt(t.get('test/offset_err'))} |")
     return "\n".join(rows)
 
 
-def plot(curves: dict[str, dict], chance: float | None, path: Path) -> None:
+def plot(curves: dict[str, dict], chance: float | None, path: Path, baseline: str | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("val/decimal_acc", "decimal-cell accuracy"), ("val/decimal_gain", "gain over the cell centre (NME)"),
-              ("val/nme_integer", "integer heatmap alone (NME)")]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    panels = [("val/decimal_acc", "decimal-cell accuracy (HIH heads)"),
+              ("val/offset_err", "offset error, cells (WOV / WOM)"),
+              ("val/decimal_gain", "gain over the cell centre (NME)"),
+              ("val/nme_integer", "integer heatmap alone (NME); baseline: its NME")]
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
+    colors = {name: f"C{i % 10}" for i, name in enumerate(curves)}
     for ax, (key, title) in zip(axes, panels):
         for name, c in curves.items():
-            pts = c.get(key) or (c.get("val/offset_gain") if key == "val/decimal_gain" else None)
-            if key == "val/nme_integer" and not pts:
-                pts = c.get("val/nme") if name.startswith("baseline") else None
+            pts = c.get(key)
+            if key == "val/decimal_gain" and not pts:
+                pts = c.get("val/offset_gain")
+            if key == "val/nme_integer" and not pts and name == baseline:
+                pts = c.get("val/nme")
             if pts:
-                ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", ms=3, label=name)
+                style = {"ls": "--"} if "_w1" in name or name == baseline else {}
+                ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", ms=3, label=name, color=colors[name], **style)
         if key == "val/decimal_acc" and chance:
-            ax.axhline(chance, color="k", ls="--", lw=1, label=f"chance (1/{round(math.sqrt(1 / chance))}^2)")
+            d = round(math.sqrt(1 / chance))
+            ax.axhline(chance, color="k", ls=":", lw=1, label=f"chance 1/{d * d}")
+            ax.axhline(5 * chance, color="grey", ls=":", lw=1, label="5x chance")
+        if key == "val/offset_err":
+            ax.axhline(0.25, color="k", ls=":", lw=1, label="mean offset (0.25)")
         if key == "val/decimal_gain":
-            ax.axhline(0.0, color="k", ls="--", lw=1)
+            ax.axhline(0.0, color="k", ls=":", lw=1)
+        if key == "val/nme_integer":
+            ax.set_yscale("log")
         ax.set_xscale("log")
         ax.set_xlabel("optimizer steps")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[2].legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("outputs/decimal_study"))
-    p.add_argument("--runs", nargs="*", help='"name=override override ..." (default: the paper heads, HIH_L, baseline)')
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--runs", nargs="*", help='"name=override override ..." (default: the study\'s runs, DEFAULT_RUNS)')
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--labels", choices=("paper", "config"), default="paper",
                    help="paper: the authors' label settings; config: whatever the composed config says")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
+    p.add_argument("--baseline", default="baseline", help="the run the integer heatmaps are compared with")
     p.add_argument("--report-only", action="store_true", help="do not train; tabulate the runs found in --out")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
     runs = parse_runs(args.runs)
+    labels = "paper label settings (" + " ".join(PAPER_LABELS + PAPER_DECIMAL_LABELS) + "; quantizer for HIH only)" \
+        if args.labels == "paper" else "the configs' label settings"
+    print(f"[study] {len(runs)} runs, {args.steps} steps, validation every {args.val_every}; {labels}", flush=True)
     dirs = {}
     for name, overrides in runs.items():
         run_dir = args.out / "runs" / name
         dirs[name] = run_dir if args.report_only else train(name, overrides, args)
-    curves = {n: read_curves(d) for n, d in dirs.items() if (d / "csv" / "metrics.csv").is_file()}
-    chance = next((c for c in (decimal_chance(d) for d in dirs.values()) if c), None)
+    done = {n: d for n, d in dirs.items() if d is not None and (d / "csv" / "metrics.csv").is_file()}
+    curves = {n: read_curves(d) for n, d in done.items()}
+    tests = {n: read_test(d) for n, d in done.items() if (d / "metrics.json").is_file()}
+    wall = {n: json.loads((d / "study_run.json").read_text())["wall_s"] for n, d in done.items() if (d / "study_run.json").is_file()}
+    chance = next((c for c in (decimal_chance(d) for d in done.values()) if c), None)
+    baseline = args.baseline if args.baseline in curves else None
     ladder = sorted({s for c in curves.values() for pts in c.values() for s, _ in pts})
     shown = [s for s in ladder if s in _log_ladder(ladder)]
-    (args.out / "study.json").write_text(json.dumps({"runs": {n: " ".join(o) for n, o in runs.items()}, "common": COMMON,
-                                                      "labels": args.labels, "chance": chance, "curves": curves}, indent=1))
-    md = table(curves, shown)
+    summary = {"runs": {n: " ".join(o) for n, o in runs.items()}, "common": COMMON, "labels": labels, "steps": args.steps,
+               "val_every": args.val_every, "chance": chance, "wall_s": wall, "wall_s_total": round(sum(wall.values()), 1),
+               "test": tests, "curves": curves}
+    (args.out / "study.json").write_text(json.dumps(summary, indent=1))
+    md = (f"Validation set (100 faces held out of train) at each ladder step, then the test set (500 faces, best "
+          f"checkpoint by val NME). {labels}; chance decimal acc {_fmt(chance)}; wall time {sum(wall.values()) / 60:.0f} min.\n\n"
+          + table(curves, shown, tests, baseline))
     (args.out / "study.md").write_text(md + "\n")
-    plot(curves, chance, args.out / "study.png")
+    plot(curves, chance, args.out / "study.png", baseline)
     print(md)
     print(f"[study] wrote {args.out / 'study.json'}, {args.out / 'study.md'}, {args.out / 'study.png'}")
 

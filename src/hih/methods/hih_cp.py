@@ -1,0 +1,82 @@
+"""HIH_CP: the paper's CNN decimal head (HIH_C) plus a per-landmark pooling path. An extension, not in the paper.
+
+Why: HIH_C's output cell (i, j) of the d x d decimal map means "landmark n sits at sub-cell offset
+(j, i) / d", wherever landmark n is; a translation-equivariant CNN with a limited receptive field
+has to carry that offset from the landmark's place to output cell (i, j), which it did not learn in
+the CPU budgets (scripts/decimal_probe.py, docs/decimal_heads.md). The smallest addition that makes
+the decimal map position-independent: pool the fused features with landmark n's own integer heatmap
+as weights (soft attention on where landmark n is) and map the pooled vector through eq. 6's
+regression head in vector form (Linear -> ReLU -> Linear, shared by all landmarks) to d*d logits,
+added to the CNN's logits. The CNN, the codec (HIHCodec), the decimal target and loss are HIH_C's.
+
+The pooling weights are the integer heatmap detached (the decimal loss does not move the integer
+heatmap through them), ReLU-ed and normalised to sum 1 per landmark.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hih.codecs.hih import HIHCodec
+from hih.losses import decimal_term
+from hih.methods import Method, register
+from hih.models.heads import HIHCHead, check_init_std
+from hih.models.layers import init_small_normal
+
+
+def heatmap_pool(fused: Tensor, heatmap: Tensor, eps: float = 1e-6) -> Tensor:
+    """fused (B, C, H, W) averaged with each landmark's heatmap (B, N, H, W) as weights -> (B, N, C).
+
+    Weights: relu(heatmap) normalised per landmark; an all-zero heatmap pools to zeros.
+    """
+    w = heatmap.detach().float().clamp(min=0).flatten(2)  # (B, N, HW)
+    w = w / (w.sum(-1, keepdim=True) + eps)
+    return torch.einsum("bnp,bcp->bnc", w, fused.float().flatten(2)).to(fused.dtype)
+
+
+class HIHCPHead(nn.Module):
+    """HIH_C's CNN + the pooled path. forward(fused (B, C, H, W), heatmap (B, N, H, W), cells=None)
+    -> (B, N, decimal_size, decimal_size) logits. ``cells`` is accepted and ignored: the net passes
+    it to every head that reads the heatmap, and this one pools the predicted heatmap in training too.
+
+    width: the CNN's channels (HIH_C's ``width``); pool_width: hidden units of the pooled path.
+    Init: the CNN as HIH_C; the pooled path's output layer N(0, 0.001^2) (eq. 6's init), so both
+    start near zero; ``init_std`` draws every layer of the pooled path from N(0, std^2).
+    """
+
+    reads_heatmap = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_landmarks: int,
+        heatmap_size: int,
+        decimal_size: int = 8,
+        width: int = 384,
+        pool_width: int = 128,
+        init_std: float | None = None,
+    ):
+        super().__init__()
+        std = check_init_std(init_std)
+        self.decimal_size = decimal_size
+        self.cnn = HIHCHead(in_channels, num_landmarks, heatmap_size, decimal_size, width=width, init_std=init_std)
+        self.pool_mlp = nn.Sequential(nn.Linear(in_channels, pool_width), nn.ReLU(inplace=True), nn.Linear(pool_width, decimal_size**2))
+        if std is None:
+            nn.init.normal_(self.pool_mlp[-1].weight, std=0.001)
+            nn.init.zeros_(self.pool_mlp[-1].bias)
+        else:
+            init_small_normal(self.pool_mlp, std)
+
+    def forward(self, fused: Tensor, heatmap: Tensor, cells: Tensor | None = None) -> Tensor:
+        b, n = heatmap.shape[:2]
+        pooled = self.pool_mlp(heatmap_pool(fused, heatmap))  # (B, N, d*d)
+        return self.cnn(fused) + pooled.view(b, n, self.decimal_size, self.decimal_size)
+
+
+def _head(channels: int, num_landmarks: int, heatmap_size: int, decimal_size: int, **kw) -> nn.Module:
+    return HIHCPHead(channels, num_landmarks, heatmap_size, decimal_size, **kw)
+
+
+# Same output key, loss and figures as HIH_C / HIH_T / HIH_L: the decimal heatmap.
+register(Method("hih_cp", HIHCodec, head=_head, output_key="decimal", loss=decimal_term, head_is_heatmap=True))

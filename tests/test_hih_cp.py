@@ -1,0 +1,120 @@
+"""HIH_CP (extension): HIH_C's CNN + a pooled per-landmark path; shapes, gradients, the pooling, and
+that the pooled path reads a landmark's local features wherever the landmark is.
+
+The module is imported inside the tests (through the registry), not at collection: test_models
+lists the registered methods when it is collected.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hih.codecs import HIHCodec
+from hih.codecs.common import to_heatmap_coords
+from hih.losses import compute_losses, heatmap_l2
+from hih.methods import get_method
+from hih.models import build_net
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _net(decimal_size: int = 4, n: int = 5):
+    torch.manual_seed(0)
+    return build_net("hih_cp", n, channels=16, decimal_size=decimal_size, input_size=64, hourglass_depth=2, width=8, pool_width=8)
+
+
+def test_registered_as_a_decimal_method_with_hih_cs_codec() -> None:
+    method = get_method("hih_cp")
+    assert method.codec is HIHCodec and method.output_key == "decimal" and method.head_is_heatmap
+    assert method.loss is get_method("hih_c").loss
+
+
+@pytest.mark.parametrize("decimal_size", [2, 4, 8])
+def test_output_shape(decimal_size: int) -> None:
+    net = _net(decimal_size).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 64, 64))
+    assert out.head_key == "decimal" and out.head.shape == (2, 5, decimal_size, decimal_size)
+
+
+def test_gradients_reach_both_paths_but_not_the_heatmap_through_the_pooling() -> None:
+    from hih.methods.hih_cp import HIHCPHead
+
+    net = _net()
+    codec = HIHCodec(64, 16, decimal_size=4)
+    landmarks = torch.rand(2, 5, 2) * 48 + 8
+    out = net(torch.randn(2, 3, 64, 64))
+    compute_losses(out, codec.encode(landmarks))["loss"].backward()
+    head = net.head
+    assert isinstance(head, HIHCPHead)
+    for name, p in head.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # The pooling weights are the heatmap detached: the decimal loss does not move the heatmap through them.
+    fused, heatmap = torch.randn(2, 6, 16, 16, requires_grad=True), torch.rand(2, 5, 16, 16, requires_grad=True)
+    head = HIHCPHead(6, 5, 16, 4, width=8, pool_width=8)
+    head(fused, heatmap).sum().backward()
+    assert heatmap.grad is None and fused.grad.abs().sum() > 0
+
+
+def test_heatmap_pool_weights() -> None:
+    from hih.methods.hih_cp import heatmap_pool
+
+    fused = torch.randn(1, 3, 4, 4)
+    heatmap = torch.full((1, 3, 4, 4), -1.0)  # negative everywhere: weight 0
+    heatmap[0, 0, 1, 2] = 2.0  # one cell: its features exactly
+    heatmap[0, 1, 0, 0] = heatmap[0, 1, 3, 3] = 1.0  # two cells: their mean
+    pooled = heatmap_pool(fused, heatmap)
+    assert pooled.shape == (1, 3, 3)
+    torch.testing.assert_close(pooled[0, 0], fused[0, :, 1, 2])
+    torch.testing.assert_close(pooled[0, 1], (fused[0, :, 0, 0] + fused[0, :, 3, 3]) / 2)
+    assert torch.equal(pooled[0, 2], torch.zeros(3))  # no positive weight: zeros, not NaN
+
+
+def test_reads_a_landmarks_local_features_wherever_it_is() -> None:
+    """Features that hold each landmark's sub-cell offset at its own cell (what a backbone can learn
+    locally) and a heatmap on that cell: the pooled path turns them into the decimal cell, far above
+    the 1/16 chance, for landmarks anywhere in the map."""
+    from hih.methods.hih_cp import HIHCPHead
+
+    torch.manual_seed(0)
+    n, s, h, d = 4, 64, 16, 4
+    codec = HIHCodec(s, h, decimal_size=d, integer_target="cell", decimal_quantizer="round")
+    head = HIHCPHead(2, n, h, d, width=4, pool_width=32)
+    opt = torch.optim.Adam(head.parameters(), 1e-2)
+
+    def sample(batch: int):
+        landmarks = torch.rand(batch, n, 2) * (s - 8) + 4
+        coords = to_heatmap_coords(landmarks, s, h)
+        cx, cy = coords.cell[..., 0], coords.cell[..., 1]
+        onehot = torch.zeros(batch, n, h, h)
+        onehot[torch.arange(batch)[:, None], torch.arange(n)[None, :], cy, cx] = 1.0
+        frac = coords.offset  # (B, N, 2) in [0, 1)
+        fused = torch.einsum("bnyx,bnc->bcyx", onehot, frac)  # each landmark's offset at its cell (sums on collisions)
+        return fused, onehot, codec.encode(landmarks)
+
+    for _ in range(300):
+        fused, heatmap, t = sample(32)
+        loss = heatmap_l2(head(fused, heatmap), t["decimal"], t["weight"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fused, heatmap, t = sample(128)
+    with torch.no_grad():
+        pred = head.eval()(fused, heatmap)
+    hit = (pred.flatten(2).argmax(-1) == t["decimal"].flatten(2).argmax(-1)).float().mean().item()
+    assert hit > 0.5, hit
+
+
+def test_composes_from_its_config() -> None:
+    from hih.pipeline import compose
+
+    cfg = compose("train", ["model=hih_cp", "data.input_size=64", "data.heatmap_size=16", "model.decimal_size=4"])
+    assert cfg.model.net.head == "hih_cp" and cfg.model.codec._target_ == "hih.codecs.HIHCodec"
+    assert cfg.model.net.pool_width == cfg.model.pool_width
