@@ -79,6 +79,10 @@ DEFAULT_RUNS = {
     "hih_l": "model=hih_l",
 }
 
+#: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean
+#: distance from the centre of the unit square to a uniform point, (sqrt(2) + asinh(1)) / 6.
+MEAN_OFFSET_ERR = (math.sqrt(2) + math.asinh(1)) / 6
+
 CURVES = ("val/nme", "val/nme_integer", "val/decimal_acc", "val/decimal_gain", "val/offset_err", "val/offset_gain")
 
 
@@ -232,7 +236,7 @@ def plot(curves: dict[str, dict], chance: float | None, path: Path, baseline: st
             ax.axhline(chance, color="k", ls=":", lw=1, label=f"chance 1/{d * d}")
             ax.axhline(5 * chance, color="grey", ls=":", lw=1, label="5x chance")
         if key == "val/offset_err":
-            ax.axhline(0.25, color="k", ls=":", lw=1, label="mean offset (0.25)")
+            ax.axhline(MEAN_OFFSET_ERR, color="k", ls=":", lw=1, label=f"always (0.5, 0.5): {MEAN_OFFSET_ERR:.3f}")
         if key == "val/decimal_gain":
             ax.axhline(0.0, color="k", ls=":", lw=1)
         if key == "val/nme_integer":

@@ -33,6 +33,7 @@ def _net(decimal_size: int = 4, n: int = 5):
 def test_registered_as_a_decimal_method_with_hih_cs_codec() -> None:
     method = get_method("hih_cp")
     assert method.codec is HIHCodec and method.output_key == "decimal" and method.head_is_heatmap
+    assert method.head_metric is get_method("hih_c").head_metric  # decimal_acc / decimal_gain on the dashboards
     assert method.loss is get_method("hih_c").loss
 
 
