@@ -69,14 +69,15 @@ PAPER_DECIMAL_LABELS = ["++model.codec.decimal_quantizer=round"]
 DEFAULT_RUNS = {
     "baseline": "model=baseline",
     "hih_c_w1": "model=hih_c model.loss.head=1.0",
-    "hih_cp_w1": "model=hih_cp model.loss.head=1.0",
+    "hih_cp_mean_w1": "model=hih_cp model.loss.head=1.0 ++model.net.pool=mean",
+    "hih_l": "model=hih_l",
     "wov_w1": "model=wov model.loss.head=1.0",
     "wov_w0.05": "model=wov model.loss.head=0.05",
     "wom_w1": "model=wom model.loss.head=1.0",
     "wom_w0.05": "model=wom model.loss.head=0.05",
     "hih_c_w0.05": "model=hih_c model.loss.head=0.05",
     "hih_t_w0.05": "model=hih_t model.loss.head=0.05",
-    "hih_l": "model=hih_l",
+    "hih_cp_w1": "model=hih_cp model.loss.head=1.0",
 }
 
 #: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean

@@ -78,6 +78,20 @@ def test_heatmap_pool_weights() -> None:
     assert torch.equal(pooled[0, 2], torch.zeros(3))  # no positive weight: zeros, not NaN
 
 
+def test_heatmap_pool_moments_say_where_around_the_landmark_a_feature_fires() -> None:
+    from hih.methods.hih_cp import heatmap_pool
+
+    heatmap = torch.zeros(1, 1, 3, 3)
+    heatmap[0, 0, 0, 0] = heatmap[0, 0, 0, 2] = 1.0  # centroid (x, y) = (1, 0)
+    fused = torch.zeros(1, 2, 3, 3)
+    fused[0, 0, 0, 2] = 1.0  # channel 0 fires right of the centroid
+    fused[0, 1] = 1.0  # channel 1 everywhere: no moment
+    pooled = heatmap_pool(fused, heatmap, moments=True)[0, 0]  # [mean (2), x moment (2), y moment (2)]
+    torch.testing.assert_close(pooled, torch.tensor([0.5, 1.0, 0.5, 0.0, 0.0, 0.0]))
+    fused[0, 0] = fused[0, 0].flip(-1)  # now left of it
+    torch.testing.assert_close(heatmap_pool(fused, heatmap, moments=True)[0, 0, 2], torch.tensor(-0.5))
+
+
 def test_reads_a_landmarks_local_features_wherever_it_is() -> None:
     """Features that hold each landmark's sub-cell offset at its own cell (what a backbone can learn
     locally) and a heatmap on that cell: the pooled path turns them into the decimal cell, far above
@@ -113,9 +127,16 @@ def test_reads_a_landmarks_local_features_wherever_it_is() -> None:
     assert hit > 0.5, hit
 
 
+def test_bad_pool_is_named() -> None:
+    from hih.methods.hih_cp import HIHCPHead
+
+    with pytest.raises(ValueError, match="pool must be one of"):
+        HIHCPHead(4, 2, 16, 4, pool="max")
+
+
 def test_composes_from_its_config() -> None:
     from hih.pipeline import compose
 
     cfg = compose("train", ["model=hih_cp", "data.input_size=64", "data.heatmap_size=16", "model.decimal_size=4"])
     assert cfg.model.net.head == "hih_cp" and cfg.model.codec._target_ == "hih.codecs.HIHCodec"
-    assert cfg.model.net.pool_width == cfg.model.pool_width
+    assert cfg.model.net.pool_width == cfg.model.pool_width and cfg.model.net.pool == "moments"

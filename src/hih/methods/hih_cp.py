@@ -3,14 +3,18 @@
 Why: HIH_C's output cell (i, j) of the d x d decimal map means "landmark n sits at sub-cell offset
 (j, i) / d", wherever landmark n is; a translation-equivariant CNN with a limited receptive field
 has to carry that offset from the landmark's place to output cell (i, j), which it did not learn in
-the CPU budgets (scripts/decimal_probe.py, docs/decimal_heads.md). The smallest addition that makes
+the CPU budgets (scripts/decimal_probe.py, docs/decimal_heads.md). A small addition that makes
 the decimal map position-independent: pool the fused features with landmark n's own integer heatmap
 as weights (soft attention on where landmark n is) and map the pooled vector through eq. 6's
 regression head in vector form (Linear -> ReLU -> Linear, shared by all landmarks) to d*d logits,
 added to the CNN's logits. The CNN, the codec (HIHCodec), the decimal target and loss are HIH_C's.
 
 The pooling weights are the integer heatmap detached (the decimal loss does not move the integer
-heatmap through them), ReLU-ed and normalised to sum 1 per landmark.
+heatmap through them), ReLU-ed and normalised to sum 1 per landmark. ``pool="mean"`` pools the
+features only (the weighted mean); ``pool="moments"`` (default) adds their first moments about the
+heatmap's centroid, sum_p w_p f_p (x_p - x_c) and the same in y: where around the landmark each
+feature fires, i.e. a pooled CoordConv. The learning-curve study (docs/decimal_heads.md) measured the
+mean alone stay at chance.
 """
 
 from __future__ import annotations
@@ -26,14 +30,27 @@ from hih.models.heads import HIHCHead, check_init_std
 from hih.models.layers import init_small_normal
 
 
-def heatmap_pool(fused: Tensor, heatmap: Tensor, eps: float = 1e-6) -> Tensor:
-    """fused (B, C, H, W) averaged with each landmark's heatmap (B, N, H, W) as weights -> (B, N, C).
+POOLS = ("mean", "moments")
 
-    Weights: relu(heatmap) normalised per landmark; an all-zero heatmap pools to zeros.
+
+def heatmap_pool(fused: Tensor, heatmap: Tensor, moments: bool = False, eps: float = 1e-6) -> Tensor:
+    """fused (B, C, H, W) pooled with each landmark's heatmap (B, N, H, W) as weights.
+
+    Weights w: relu(heatmap) normalised per landmark (an all-zero heatmap pools to zeros).
+    Returns (B, N, C): sum_p w_p f_p; with ``moments`` (B, N, 3C): that, then sum_p w_p f_p (x_p - x_c)
+    and sum_p w_p f_p (y_p - y_c), with (x_c, y_c) = sum_p w_p (x_p, y_p) in cells.
     """
+    b, c, h, wd = fused.shape
     w = heatmap.detach().float().clamp(min=0).flatten(2)  # (B, N, HW)
     w = w / (w.sum(-1, keepdim=True) + eps)
-    return torch.einsum("bnp,bcp->bnc", w, fused.float().flatten(2)).to(fused.dtype)
+    f = fused.float().flatten(2)  # (B, C, HW)
+    pooled = [torch.einsum("bnp,bcp->bnc", w, f)]
+    if moments:
+        ys, xs = torch.meshgrid(torch.arange(h, device=f.device, dtype=f.dtype), torch.arange(wd, device=f.device, dtype=f.dtype), indexing="ij")
+        for grid in (xs.flatten(), ys.flatten()):
+            rel = grid - (w * grid).sum(-1, keepdim=True)  # (B, N, HW): cells from the centroid
+            pooled.append(torch.einsum("bnp,bcp->bnc", w * rel, f))
+    return torch.cat(pooled, dim=-1).to(fused.dtype)
 
 
 class HIHCPHead(nn.Module):
@@ -41,7 +58,8 @@ class HIHCPHead(nn.Module):
     -> (B, N, decimal_size, decimal_size) logits. ``cells`` is accepted and ignored: the net passes
     it to every head that reads the heatmap, and this one pools the predicted heatmap in training too.
 
-    width: the CNN's channels (HIH_C's ``width``); pool_width: hidden units of the pooled path.
+    width: the CNN's channels (HIH_C's ``width``); pool_width: hidden units of the pooled path;
+    pool: "moments" (default) or "mean" (see :func:`heatmap_pool`).
     Init: the CNN as HIH_C; the pooled path's output layer N(0, 0.001^2) (eq. 6's init), so both
     start near zero; ``init_std`` draws every layer of the pooled path from N(0, std^2).
     """
@@ -56,13 +74,17 @@ class HIHCPHead(nn.Module):
         decimal_size: int = 8,
         width: int = 384,
         pool_width: int = 128,
+        pool: str = "moments",
         init_std: float | None = None,
     ):
         super().__init__()
         std = check_init_std(init_std)
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        self.moments = pool == "moments"
         self.decimal_size = decimal_size
         self.cnn = HIHCHead(in_channels, num_landmarks, heatmap_size, decimal_size, width=width, init_std=init_std)
-        self.pool_mlp = nn.Sequential(nn.Linear(in_channels, pool_width), nn.ReLU(inplace=True), nn.Linear(pool_width, decimal_size**2))
+        self.pool_mlp = nn.Sequential(nn.Linear(in_channels * (3 if self.moments else 1), pool_width), nn.ReLU(inplace=True), nn.Linear(pool_width, decimal_size**2))
         if std is None:
             nn.init.normal_(self.pool_mlp[-1].weight, std=0.001)
             nn.init.zeros_(self.pool_mlp[-1].bias)
@@ -71,7 +93,7 @@ class HIHCPHead(nn.Module):
 
     def forward(self, fused: Tensor, heatmap: Tensor, cells: Tensor | None = None) -> Tensor:
         b, n = heatmap.shape[:2]
-        pooled = self.pool_mlp(heatmap_pool(fused, heatmap))  # (B, N, d*d)
+        pooled = self.pool_mlp(heatmap_pool(fused, heatmap, self.moments))  # (B, N, d*d)
         return self.cnn(fused) + pooled.view(b, n, self.decimal_size, self.decimal_size)
 
 
