@@ -210,6 +210,28 @@ def table(curves: dict[str, dict], steps: list[int], tests: dict[str, dict], bas
     return "\n".join(rows)
 
 
+def summary_table(runs: dict[str, list[str]], curves: dict[str, dict], tests: dict[str, dict], chance: float | None,
+                  baseline: str | None, wall: dict[str, float]) -> str:
+    """Markdown: one row per run, the test set (500 faces, best checkpoint by val NME) and when the
+    head first reached 5x chance on the validation set."""
+    rows = ["| run | head loss weight | test NME | integer only | vs baseline | decimal acc (x chance) | offset err (cells) "
+            "| gain (NME) | val decimal acc >= 5x chance at step | wall (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    ref = tests.get(baseline, {}).get("test/nme") if baseline else None
+    for name, t in tests.items():
+        weight = "-" if name == baseline else next((o.split("=", 1)[1] for o in runs.get(name, []) if o.startswith("model.loss.head=")), "config")
+        integer = t.get("test/nme_integer")
+        delta = f"{integer - ref:+.3f}" if integer is not None and ref is not None else "-"
+        acc = t.get("test/decimal_acc")
+        acc_s = f"{acc:.3f} ({acc / chance:.1f}x)" if acc is not None and chance else "-"
+        gain = t.get("test/decimal_gain", t.get("test/offset_gain"))
+        first = "-"
+        if curves.get(name, {}).get("val/decimal_acc") and chance:
+            first = next((str(s) for s, v in curves[name]["val/decimal_acc"] if v >= 5 * chance), "never")
+        rows.append(f"| {name} | {weight} | {_fmt(t.get('test/nme'))} | {_fmt(integer)} | {delta} | {acc_s} | "
+                    f"{_fmt(t.get('test/offset_err'))} | {_fmt(gain)} | {first} | {wall.get(name, '-')} |")
+    return "\n".join(rows)
+
+
 def plot(curves: dict[str, dict], chance: float | None, path: Path, baseline: str | None) -> None:
     import matplotlib
 
@@ -271,7 +293,8 @@ def main(argv: list[str] | None = None) -> None:
     runs = parse_runs(args.runs)
     labels = "paper label settings (" + " ".join(PAPER_LABELS + PAPER_DECIMAL_LABELS) + "; quantizer for HIH only)" \
         if args.labels == "paper" else "the configs' label settings"
-    print(f"[study] {len(runs)} runs, {args.steps} steps, validation every {args.val_every}; {labels}", flush=True)
+    if not args.report_only:
+        print(f"[study] {len(runs)} runs, {args.steps} steps, validation every {args.val_every}; {labels}", flush=True)
     dirs = {}
     for name, overrides in runs.items():
         run_dir = args.out / "runs" / name
@@ -288,8 +311,10 @@ def main(argv: list[str] | None = None) -> None:
                "val_every": args.val_every, "chance": chance, "wall_s": wall, "wall_s_total": round(sum(wall.values()), 1),
                "test": tests, "curves": curves}
     (args.out / "study.json").write_text(json.dumps(summary, indent=1))
+    chance_s = f"1/{round(1 / chance)}" if chance else "-"
     md = (f"Validation set (100 faces held out of train) at each ladder step, then the test set (500 faces, best "
-          f"checkpoint by val NME). {labels}; chance decimal acc {_fmt(chance)}; wall time {sum(wall.values()) / 60:.0f} min.\n\n"
+          f"checkpoint by val NME). {labels}; chance decimal acc {chance_s}; wall time {sum(wall.values()) / 60:.0f} min.\n\n"
+          + summary_table(runs, curves, tests, chance, baseline, wall) + "\n\nValidation curves (ladder):\n\n"
           + table(curves, shown, tests, baseline))
     (args.out / "study.md").write_text(md + "\n")
     plot(curves, chance, args.out / "study.png", baseline)
