@@ -78,6 +78,9 @@ DEFAULT_RUNS = {
     "hih_c_w0.05": "model=hih_c model.loss.head=0.05",
     "hih_t_w0.05": "model=hih_t model.loss.head=0.05",
     "hih_cp_w1": "model=hih_cp model.loss.head=1.0",
+    # A longer ladder for the paper's CNN head (a run's own trainer.max_steps replaces --steps).
+    "hih_c_w1_3000": "model=hih_c model.loss.head=1.0 trainer.max_steps=3000",
+    "hih_t_w1": "model=hih_t model.loss.head=1.0",
 }
 
 #: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean
@@ -125,9 +128,13 @@ def train(name: str, overrides: list[str], args) -> Path | None:
         return run_dir
     cmd = [
         sys.executable, "-m", "hih.cli.train", *COMMON, *method_overrides(overrides, args.labels),
-        f"++trainer.max_steps={args.steps}", f"++trainer.val_check_interval={args.val_every}",
-        f"seed={args.seed}", *overrides, *args.extra, f"hydra.run.dir={run_dir}",
+        f"++trainer.val_check_interval={args.val_every}", f"seed={args.seed}", *overrides, *args.extra, f"hydra.run.dir={run_dir}",
     ]
+    steps = [o for o in overrides if o.lstrip("+").startswith("trainer.max_steps=")]
+    if steps:  # the run's own budget
+        cmd = [c if c not in steps else "++" + c.lstrip("+") for c in cmd]
+    else:
+        cmd.insert(cmd.index(f"++trainer.val_check_interval={args.val_every}"), f"++trainer.max_steps={args.steps}")
     print(f"[study] {name}: hih-train {' '.join(cmd[3:])}", flush=True)
     t0 = time.perf_counter()
     log = run_dir.parent / f"{name}.log"
@@ -194,7 +201,8 @@ def table(curves: dict[str, dict], steps: list[int], tests: dict[str, dict], bas
     base = curves.get(baseline, {}).get("val/nme") if baseline else None
     for name, c in curves.items():
         gain_key = "val/decimal_gain" if c.get("val/decimal_gain") else "val/offset_gain"
-        for step in steps:
+        last_step = max((s for pts in c.values() for s, _ in pts), default=0)
+        for step in [s for s in steps if s <= last_step]:  # a shorter run has no row past its end
             integer, ref = _last(c.get("val/nme_integer"), step), _last(base, step)
             delta = f"{integer - ref:+.3f}" if integer is not None and ref is not None else "-"
             rows.append(f"| {name} | {step} | {_fmt(_last(c.get('val/nme'), step))} | {_fmt(integer)} | {delta} | "
