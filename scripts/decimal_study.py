@@ -78,9 +78,9 @@ DEFAULT_RUNS = {
     "hih_c_w0.05": "model=hih_c model.loss.head=0.05",
     "hih_t_w0.05": "model=hih_t model.loss.head=0.05",
     "hih_cp_w1": "model=hih_cp model.loss.head=1.0",
-    # A longer ladder for the paper's CNN head (a run's own trainer.max_steps replaces --steps).
+    # A longer ladder for the paper's CNN head and the extension (a run's own trainer.max_steps replaces --steps).
     "hih_c_w1_3000": "model=hih_c model.loss.head=1.0 trainer.max_steps=3000",
-    "hih_t_w1": "model=hih_t model.loss.head=1.0",
+    "hih_cp_w1_3000": "model=hih_cp model.loss.head=1.0 trainer.max_steps=3000",
 }
 
 #: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean
