@@ -78,9 +78,11 @@ DEFAULT_RUNS = {
     "hih_c_w0.05": "model=hih_c model.loss.head=0.05",
     "hih_t_w0.05": "model=hih_t model.loss.head=0.05",
     "hih_cp_w1": "model=hih_cp model.loss.head=1.0",
-    # A longer ladder for the paper's CNN head and the extension (a run's own trainer.max_steps replaces --steps).
-    "hih_c_w1_3000": "model=hih_c model.loss.head=1.0 trainer.max_steps=3000",
-    "hih_cp_w1_3000": "model=hih_cp model.loss.head=1.0 trainer.max_steps=3000",
+    "hih_t_w1": "model=hih_t model.loss.head=1.0",
+    # Longer ladders for the paper's CNN head and the extension (a run's own trainer.max_steps
+    # replaces --steps; same seed, so their first 1000 steps are those of the runs above).
+    "hih_c_w1_6000": "model=hih_c model.loss.head=1.0 trainer.max_steps=6000",
+    "hih_cp_w1_6000": "model=hih_cp model.loss.head=1.0 trainer.max_steps=6000",
 }
 
 #: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean
