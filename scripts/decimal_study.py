@@ -83,6 +83,11 @@ DEFAULT_RUNS = {
     # replaces --steps; same seed, so their first 1000 steps are those of the runs above).
     "hih_c_w1_6000": "model=hih_c model.loss.head=1.0 trainer.max_steps=6000",
     "hih_cp_w1_6000": "model=hih_cp model.loss.head=1.0 trainer.max_steps=6000",
+    # The extension with teacher forcing: training pools around the ground-truth cell, as HIH_L / WOM read there.
+    "hih_cp_tf_w1": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=1.5",
+    # The run-to-run spread of the reference: how large a difference in NME is noise.
+    "baseline_seed1": "model=baseline seed=1",
+    "baseline_seed2": "model=baseline seed=2",
 }
 
 #: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean
@@ -130,8 +135,10 @@ def train(name: str, overrides: list[str], args) -> Path | None:
         return run_dir
     cmd = [
         sys.executable, "-m", "hih.cli.train", *COMMON, *method_overrides(overrides, args.labels),
-        f"++trainer.val_check_interval={args.val_every}", f"seed={args.seed}", *overrides, *args.extra, f"hydra.run.dir={run_dir}",
+        f"++trainer.val_check_interval={args.val_every}", *overrides, *args.extra, f"hydra.run.dir={run_dir}",
     ]
+    if not any(o.startswith("seed=") for o in overrides):
+        cmd.insert(cmd.index(f"++trainer.val_check_interval={args.val_every}") + 1, f"seed={args.seed}")
     steps = [o for o in overrides if o.lstrip("+").startswith("trainer.max_steps=")]
     if steps:  # the run's own budget
         cmd = [c if c not in steps else "++" + c.lstrip("+") for c in cmd]

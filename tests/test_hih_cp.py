@@ -127,6 +127,26 @@ def test_reads_a_landmarks_local_features_wherever_it_is() -> None:
     assert hit > 0.5, hit
 
 
+def test_teacher_sigma_pools_around_the_true_cell_in_training_only() -> None:
+    from hih.methods.hih_cp import HIHCPHead, heatmap_pool
+
+    torch.manual_seed(0)
+    head = HIHCPHead(3, 2, 16, 4, width=4, pool_width=8, teacher_sigma=1.0)
+    fused, heatmap = torch.randn(1, 3, 16, 16), torch.rand(1, 2, 16, 16)
+    cells = torch.tensor([[[3, 5], [12, 0]]])  # (x, y)
+    gauss = torch.zeros(1, 2, 16, 16)
+    for k, (x, y) in enumerate(cells[0].tolist()):
+        yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+        gauss[0, k] = torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 2)
+    with torch.no_grad():
+        expected = head.cnn(fused) + head.pool_mlp(heatmap_pool(fused, gauss, moments=True)).view(1, 2, 4, 4)
+        torch.testing.assert_close(head(fused, heatmap, cells), expected)
+        without = head.cnn(fused) + head.pool_mlp(heatmap_pool(fused, heatmap, moments=True)).view(1, 2, 4, 4)
+        torch.testing.assert_close(head(fused, heatmap), without)  # inference: the predicted heatmap
+    with pytest.raises(ValueError, match="teacher_sigma"):
+        HIHCPHead(3, 2, 16, 4, teacher_sigma=0.0)
+
+
 def test_bad_pool_is_named() -> None:
     from hih.methods.hih_cp import HIHCPHead
 

@@ -55,11 +55,16 @@ def heatmap_pool(fused: Tensor, heatmap: Tensor, moments: bool = False, eps: flo
 
 class HIHCPHead(nn.Module):
     """HIH_C's CNN + the pooled path. forward(fused (B, C, H, W), heatmap (B, N, H, W), cells=None)
-    -> (B, N, decimal_size, decimal_size) logits. ``cells`` is accepted and ignored: the net passes
-    it to every head that reads the heatmap, and this one pools the predicted heatmap in training too.
+    -> (B, N, decimal_size, decimal_size) logits. ``cells`` (B, N, 2) long (x, y): the ground-truth
+    integer cells the net passes in training to heads that read the heatmap; used only with
+    ``teacher_sigma`` (else the predicted heatmap is pooled in training too).
 
     width: the CNN's channels (HIH_C's ``width``); pool_width: hidden units of the pooled path;
-    pool: "moments" (default) or "mean" (see :func:`heatmap_pool`).
+    pool: "moments" (default) or "mean" (see :func:`heatmap_pool`);
+    teacher_sigma: None (default) or a sigma in cells: training then pools with a Gaussian of that
+    sigma on the ground-truth cell instead of the predicted heatmap (teacher forcing, as HIH_L reads
+    at the ground-truth cell; the codec's integer target with integer_target="cell" has that shape,
+    so inference, which pools the predicted heatmap, sees the same weights once the heatmap is learned).
     Init: the CNN as HIH_C; the pooled path's output layer N(0, 0.001^2) (eq. 6's init), so both
     start near zero; ``init_std`` draws every layer of the pooled path from N(0, std^2).
     """
@@ -75,6 +80,7 @@ class HIHCPHead(nn.Module):
         width: int = 384,
         pool_width: int = 128,
         pool: str = "moments",
+        teacher_sigma: float | None = None,
         init_std: float | None = None,
     ):
         super().__init__()
@@ -82,6 +88,9 @@ class HIHCPHead(nn.Module):
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         self.moments = pool == "moments"
+        if teacher_sigma is not None and not float(teacher_sigma) > 0:
+            raise ValueError(f"teacher_sigma must be None or a positive number of cells, got {teacher_sigma!r}")
+        self.teacher_sigma = None if teacher_sigma is None else float(teacher_sigma)
         self.decimal_size = decimal_size
         self.cnn = HIHCHead(in_channels, num_landmarks, heatmap_size, decimal_size, width=width, init_std=init_std)
         self.pool_mlp = nn.Sequential(nn.Linear(in_channels * (3 if self.moments else 1), pool_width), nn.ReLU(inplace=True), nn.Linear(pool_width, decimal_size**2))
@@ -92,8 +101,13 @@ class HIHCPHead(nn.Module):
             init_small_normal(self.pool_mlp, std)
 
     def forward(self, fused: Tensor, heatmap: Tensor, cells: Tensor | None = None) -> Tensor:
-        b, n = heatmap.shape[:2]
-        pooled = self.pool_mlp(heatmap_pool(fused, heatmap, self.moments))  # (B, N, d*d)
+        b, n, h, w = heatmap.shape
+        weights = heatmap
+        if self.teacher_sigma is not None and cells is not None:
+            ys, xs = torch.meshgrid(torch.arange(h, device=heatmap.device), torch.arange(w, device=heatmap.device), indexing="ij")
+            d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2  # (B, N, H, W)
+            weights = torch.exp(-d2.to(heatmap.dtype) / (2 * self.teacher_sigma**2))
+        pooled = self.pool_mlp(heatmap_pool(fused, weights, self.moments))  # (B, N, d*d)
         return self.cnn(fused) + pooled.view(b, n, self.decimal_size, self.decimal_size)
 
 
