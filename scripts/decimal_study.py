@@ -259,10 +259,23 @@ def plot(curves: dict[str, dict], chance: float | None, path: Path, baseline: st
               ("val/offset_err", "offset error, cells (WOV / WOM)"),
               ("val/decimal_gain", "gain over the cell centre (NME)"),
               ("val/nme_integer", "integer heatmap alone (NME); baseline: its NME")]
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
-    colors = {name: f"C{i % 10}" for i, name in enumerate(curves)}
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    axes = axes.flatten()
+    # Other seeds of the baseline ("<baseline>_seed*") are drawn as the band of its run-to-run spread.
+    seeds = [n for n in curves if baseline and (n == baseline or n.startswith(f"{baseline}_seed"))]
+    lines = {n: c for n, c in curves.items() if n not in seeds[1:] and not (baseline and n.startswith(f"{baseline}_seed"))}
+    cmap = plt.get_cmap("tab20")
+    colors = {name: cmap(i % 20) for i, name in enumerate(lines)}
     for ax, (key, title) in zip(axes, panels):
-        for name, c in curves.items():
+        if key == "val/nme_integer" and len(seeds) > 1:
+            per_step: dict[int, list[float]] = {}
+            for n in seeds:
+                for s, v in curves[n].get("val/nme", []):
+                    per_step.setdefault(s, []).append(v)
+            xs = sorted(s for s, v in per_step.items() if len(v) == len(seeds))
+            ax.fill_between(xs, [min(per_step[s]) for s in xs], [max(per_step[s]) for s in xs], color="grey", alpha=0.25,
+                            label=f"baseline, {len(seeds)} seeds (min-max)")
+        for name, c in lines.items():
             pts = c.get(key)
             if key == "val/decimal_gain" and not pts:
                 pts = c.get("val/offset_gain")
@@ -279,8 +292,8 @@ def plot(curves: dict[str, dict], chance: float | None, path: Path, baseline: st
             ax.axhline(MEAN_OFFSET_ERR, color="k", ls=":", lw=1, label=f"always (0.5, 0.5): {MEAN_OFFSET_ERR:.3f}")
         if key == "val/decimal_gain":
             ax.axhline(0.0, color="k", ls=":", lw=1)
-        if key == "val/nme_integer":
-            ax.set_yscale("log")
+        if key == "val/nme_integer" and baseline and curves[baseline].get("val/nme"):
+            ax.set_ylim(top=2.5 * curves[baseline]["val/nme"][-1][1])  # the late steps, where heads differ
         ax.set_xscale("log")
         ax.set_xlabel("optimizer steps")
         ax.set_title(title, fontsize=10)
