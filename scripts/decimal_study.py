@@ -81,6 +81,8 @@ DEFAULT_RUNS = {
     "hih_t_w1": "model=hih_t model.loss.head=1.0",
     # The extension with teacher forcing: training pools around the ground-truth cell, as HIH_L / WOM read there.
     "hih_cp_tf_w1": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=1.5",
+    # ... and at inference the same Gaussian on the argmax cell (training and test pool alike).
+    "hih_cp_cell_w1": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=1.5 model.net.cell_at_inference=true",
     # The run-to-run spread of the reference: how large a difference in NME is noise.
     "baseline_seed1": "model=baseline seed=1",
     "baseline_seed2": "model=baseline seed=2",
@@ -88,6 +90,7 @@ DEFAULT_RUNS = {
     # replaces --steps; same seed, so their first 1000 steps are those of the runs above).
     "hih_cp_w1_3000": "model=hih_cp model.loss.head=1.0 trainer.max_steps=3000",
     "hih_c_w1_6000": "model=hih_c model.loss.head=1.0 trainer.max_steps=6000",
+    "hih_cp_cell_w1_3000": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=1.5 model.net.cell_at_inference=true trainer.max_steps=3000",
 }
 
 #: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean

@@ -145,6 +145,14 @@ def test_teacher_sigma_pools_around_the_true_cell_in_training_only() -> None:
         torch.testing.assert_close(head(fused, heatmap), without)  # inference: the predicted heatmap
     with pytest.raises(ValueError, match="teacher_sigma"):
         HIHCPHead(3, 2, 16, 4, teacher_sigma=0.0)
+    with pytest.raises(ValueError, match="needs teacher_sigma"):
+        HIHCPHead(3, 2, 16, 4, cell_at_inference=True)
+    # cell_at_inference: without cells, the same Gaussian on the heatmap's argmax cell.
+    head.cell_at_inference = True
+    peaked = torch.zeros(1, 2, 16, 16)
+    peaked[0, 0, 5, 3] = peaked[0, 1, 0, 12] = 1.0  # argmax at the cells above
+    with torch.no_grad():
+        torch.testing.assert_close(head(fused, peaked), expected)
 
 
 def test_bad_pool_is_named() -> None:

@@ -28,6 +28,7 @@ from hih.methods import Method, register
 from hih.methods.builtin import DECIMAL_ACC
 from hih.models.heads import HIHCHead, check_init_std
 from hih.models.layers import init_small_normal
+from hih.ops import argmax_2d
 
 
 POOLS = ("mean", "moments")
@@ -64,7 +65,10 @@ class HIHCPHead(nn.Module):
     teacher_sigma: None (default) or a sigma in cells: training then pools with a Gaussian of that
     sigma on the ground-truth cell instead of the predicted heatmap (teacher forcing, as HIH_L reads
     at the ground-truth cell; the codec's integer target with integer_target="cell" has that shape,
-    so inference, which pools the predicted heatmap, sees the same weights once the heatmap is learned).
+    so inference, which pools the predicted heatmap, sees the same weights once the heatmap is learned);
+    cell_at_inference (with teacher_sigma): inference pools the same Gaussian on the heatmap's argmax
+    cell instead of the predicted heatmap itself (HIH_L's scheme: ground-truth cell in training, the
+    decode's argmax cell at test), so training and inference see the same weights.
     Init: the CNN as HIH_C; the pooled path's output layer N(0, 0.001^2) (eq. 6's init), so both
     start near zero; ``init_std`` draws every layer of the pooled path from N(0, std^2).
     """
@@ -81,6 +85,7 @@ class HIHCPHead(nn.Module):
         pool_width: int = 128,
         pool: str = "moments",
         teacher_sigma: float | None = None,
+        cell_at_inference: bool = False,
         init_std: float | None = None,
     ):
         super().__init__()
@@ -91,6 +96,9 @@ class HIHCPHead(nn.Module):
         if teacher_sigma is not None and not float(teacher_sigma) > 0:
             raise ValueError(f"teacher_sigma must be None or a positive number of cells, got {teacher_sigma!r}")
         self.teacher_sigma = None if teacher_sigma is None else float(teacher_sigma)
+        if cell_at_inference and self.teacher_sigma is None:
+            raise ValueError("cell_at_inference needs teacher_sigma (the Gaussian's sigma in cells)")
+        self.cell_at_inference = bool(cell_at_inference)
         self.decimal_size = decimal_size
         self.cnn = HIHCHead(in_channels, num_landmarks, heatmap_size, decimal_size, width=width, init_std=init_std)
         self.pool_mlp = nn.Sequential(nn.Linear(in_channels * (3 if self.moments else 1), pool_width), nn.ReLU(inplace=True), nn.Linear(pool_width, decimal_size**2))
@@ -103,6 +111,9 @@ class HIHCPHead(nn.Module):
     def forward(self, fused: Tensor, heatmap: Tensor, cells: Tensor | None = None) -> Tensor:
         b, n, h, w = heatmap.shape
         weights = heatmap
+        if self.teacher_sigma is not None and cells is None and self.cell_at_inference:
+            cy, cx, _ = argmax_2d(heatmap.detach())  # the codec's own argmax: the cell the decode uses
+            cells = torch.stack((cx, cy), dim=-1)
         if self.teacher_sigma is not None and cells is not None:
             ys, xs = torch.meshgrid(torch.arange(h, device=heatmap.device), torch.arange(w, device=heatmap.device), indexing="ij")
             d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2  # (B, N, H, W)
