@@ -238,7 +238,7 @@ def summary_table(runs: dict[str, list[str]], curves: dict[str, dict], tests: di
             "| gain (NME) | val decimal acc >= 5x chance at step | wall (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     ref = tests.get(baseline, {}).get("test/nme") if baseline else None
     for name, t in tests.items():
-        weight = "-" if name == baseline else next((o.split("=", 1)[1] for o in runs.get(name, []) if o.startswith("model.loss.head=")), "config")
+        weight = "-" if baseline and name.startswith(baseline) else next((o.split("=", 1)[1] for o in runs.get(name, []) if o.startswith("model.loss.head=")), "config")
         integer = t.get("test/nme_integer")
         delta = f"{integer - ref:+.3f}" if integer is not None and ref is not None else "-"
         acc = t.get("test/decimal_acc")
