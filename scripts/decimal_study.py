@@ -11,12 +11,14 @@ each run's ``csv/metrics.csv``:
 - ``val/nme_integer``: the integer heatmap alone, against the baseline's ``val/nme`` (does the head
   wreck the shared backbone?).
 
-Writes ``study.json`` (every curve), ``study.md`` (a table at each ladder step) and ``study.png``
-(the curves) into ``--out``. Finished runs (their ``metrics.json`` exists) are not trained again,
-so an interrupted study resumes where it stopped.
+Writes ``study.json`` (every curve, the test metrics, wall times), ``study.md`` (a summary on the
+test set, then the validation ladder) and ``study.png`` (the curves) into ``--out``. Finished runs
+(their ``metrics.json`` exists) are not trained again, so an interrupted study resumes where it
+stopped. Results and reading: docs/decimal_heads.md ("Do the paper's heads learn?").
 
-    python scripts/decimal_study.py --out outputs/decimal_study                 # the default ladder
+    HIH_DATA_DIR=<the quickstart's faces> python scripts/decimal_study.py --out outputs/decimal_study
     python scripts/decimal_study.py --runs "hih_c=model=hih_c" "hih_c_w05=model=hih_c model.loss.head=0.05"
+    python scripts/decimal_study.py --out outputs/decimal_study --report-only   # table + figure again
 """
 
 from __future__ import annotations
