@@ -71,7 +71,7 @@ PAPER_DECIMAL_LABELS = ["++model.codec.decimal_quantizer=round"]
 DEFAULT_RUNS = {
     "baseline": "model=baseline",
     "hih_c_w1": "model=hih_c model.loss.head=1.0",
-    "hih_cp_mean_w1": "model=hih_cp model.loss.head=1.0 ++model.net.pool=mean",
+    "hih_cp_mean_w1": "model=hih_cp model.loss.head=1.0 model.net.pool=mean model.net.teacher_sigma=null model.net.cell_at_inference=false",
     "hih_l": "model=hih_l",
     "wov_w1": "model=wov model.loss.head=1.0",
     "wov_w0.05": "model=wov model.loss.head=0.05",
@@ -79,10 +79,10 @@ DEFAULT_RUNS = {
     "wom_w0.05": "model=wom model.loss.head=0.05",
     "hih_c_w0.05": "model=hih_c model.loss.head=0.05",
     "hih_t_w0.05": "model=hih_t model.loss.head=0.05",
-    "hih_cp_w1": "model=hih_cp model.loss.head=1.0",
+    "hih_cp_w1": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=null model.net.cell_at_inference=false",
     "hih_t_w1": "model=hih_t model.loss.head=1.0",
     # The extension with teacher forcing: training pools around the ground-truth cell, as HIH_L / WOM read there.
-    "hih_cp_tf_w1": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=1.5",
+    "hih_cp_tf_w1": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=1.5 model.net.cell_at_inference=false",
     # ... and at inference the same Gaussian on the argmax cell (training and test pool alike).
     "hih_cp_cell_w1": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=1.5 model.net.cell_at_inference=true",
     # The run-to-run spread of the reference: how large a difference in NME is noise.
@@ -90,7 +90,7 @@ DEFAULT_RUNS = {
     "baseline_seed2": "model=baseline seed=2",
     # Longer ladders for the paper's CNN head and the extension (a run's own trainer.max_steps
     # replaces --steps; same seed, so their first 1000 steps are those of the runs above).
-    "hih_cp_w1_3000": "model=hih_cp model.loss.head=1.0 trainer.max_steps=3000",
+    "hih_cp_w1_3000": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=null model.net.cell_at_inference=false trainer.max_steps=3000",
     "hih_c_w1_6000": "model=hih_c model.loss.head=1.0 trainer.max_steps=6000",
     "hih_cp_cell_w1_3000": "model=hih_cp model.loss.head=1.0 model.net.teacher_sigma=1.5 model.net.cell_at_inference=true trainer.max_steps=3000",
 }

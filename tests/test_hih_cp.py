@@ -168,3 +168,4 @@ def test_composes_from_its_config() -> None:
     cfg = compose("train", ["model=hih_cp", "data.input_size=64", "data.heatmap_size=16", "model.decimal_size=4"])
     assert cfg.model.net.head == "hih_cp" and cfg.model.codec._target_ == "hih.codecs.HIHCodec"
     assert cfg.model.net.pool_width == cfg.model.pool_width and cfg.model.net.pool == "moments"
+    assert cfg.model.net.teacher_sigma == 1.5 and cfg.model.net.cell_at_inference  # the variant that learned
