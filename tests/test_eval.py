@@ -135,6 +135,20 @@ def test_eval_with_a_model_override_that_disagrees_names_both(trained, tmp_path)
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_decoding_options_apply_to_the_checkpoints_model(trained, tmp_path):
+    from hih.checkpoints import config_from_checkpoint
+
+    run, _, _ = trained
+    overrides = ["model.codec.decimal_decode=centre", "model.codec.integer_only=true"]
+    cfg = compose("eval", [f"ckpt_path={best_checkpoint(run)}", *overrides], output_dir=tmp_path)
+    config_from_checkpoint(cfg, cfg.ckpt_path, cfg.cli_overrides)
+    assert cfg.model.name == "hih_c" and cfg.model.channels == 16  # the checkpoint's model
+    assert cfg.model.codec.decimal_decode == "centre" and cfg.model.codec.integer_only is True
+    with pytest.raises(CheckpointMismatchError, match=r"model.codec.decimal_size=4 \(checkpoint: 8\)"):
+        cfg = compose("eval", [f"ckpt_path={best_checkpoint(run)}", "model.codec.decimal_size=4"], output_dir=tmp_path)
+        config_from_checkpoint(cfg, cfg.ckpt_path, cfg.cli_overrides)
+
+
 def without_config(ckpt: Path, dest: Path) -> Path:
     """A copy of ``ckpt`` as written before checkpoints carried their config."""
     import torch

@@ -68,6 +68,9 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
 
 #: Checkpoint key of the training run's config (plain types, see :func:`describe`).
 CONFIG_KEY = "hih_config"
+#: Codec keys that fix tensor shapes; its other keys (decimal_decode, integer_only, sigma) only change
+#: how outputs are decoded or targets drawn, so a command-line value applies on top of a checkpoint.
+_CODEC_SHAPES = ("_target_", "input_size", "heatmap_size", "decimal_size")
 #: The data keys that shape the model: resolved in the record, and taken from it when another dataset is tested.
 _GEOMETRY = ("input_size", "heatmap_size", "num_landmarks")
 
@@ -114,10 +117,12 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
 
     hih-eval / hih-predict / hih-export call this before building anything. ``overrides``: the command
     line (Hydra's ``overrides.task``). A ``model=X``, ``model.KEY=V``, ``data.input_size=V`` or
-    ``data.heatmap_size=V`` override must agree with the checkpoint (else an error naming both);
-    ``data=X`` / ``experiment=X`` keep the composed data (a cross-dataset test) with the checkpoint's
-    input and heatmap size, if its landmark count matches. A checkpoint without a config (written
-    before checkpoints carried one) leaves ``cfg`` as composed: pass the training overrides by hand.
+    ``data.heatmap_size=V`` override must agree with the checkpoint (else an error naming both),
+    except the codec's decoding options (``model.codec.decimal_decode=corner``, ``integer_only``),
+    which apply to the checkpoint's model. ``data=X`` / ``experiment=X`` keep the composed data (a
+    cross-dataset test) with the checkpoint's input and heatmap size, if its landmark count matches.
+    A checkpoint without a config (written before checkpoints carried one) leaves ``cfg`` as
+    composed: pass the training run's overrides by hand.
     """
     from omegaconf import OmegaConf, open_dict
 
@@ -127,9 +132,11 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     keys = [_override_key(o) for o in overrides or []]
     composed = copy.deepcopy(cfg)  # what the command line composed, before the checkpoint's parts replace it
     ckpt = OmegaConf.create(record)
-    disagree = []
+    disagree, decoding = [], []
     for key in keys:
-        if key == "model":
+        if key.startswith("model.codec.") and key.split(".")[2] not in _CODEC_SHAPES:
+            decoding.append(key)  # an evaluation choice (e.g. corner vs centre decode of the same weights)
+        elif key == "model":
             if composed.model.name != ckpt.model.name:
                 disagree.append(f"model={composed.model.name} (checkpoint: model={ckpt.model.name})")
         elif key.startswith("model.") or key in ("data.input_size", "data.heatmap_size"):
@@ -146,6 +153,8 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     chose_data = any(k in ("data", "experiment") for k in keys)
     with open_dict(cfg):
         cfg.model = ckpt.model
+        for key in decoding:
+            OmegaConf.update(cfg, key, _plain(OmegaConf.select(composed, key)), force_add=True)
         if not chose_data:
             cfg.data = ckpt.data
             for key in keys:  # data.KEY=V leaves of the command line still apply
@@ -160,6 +169,7 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     log.info(
         f"model from {ckpt_path}: {cfg.model.name}, {cfg.data.input_size} px input, {cfg.data.heatmap_size}x"
         f"{cfg.data.heatmap_size} heatmap; data: {cfg.data.name} ({'command line' if chose_data else 'checkpoint'})"
+        + "".join(f"; {k}={OmegaConf.select(cfg, k)}" for k in decoding)
     )
     return cfg
 
