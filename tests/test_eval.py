@@ -131,7 +131,8 @@ def test_eval_with_a_model_override_that_disagrees_names_both(trained, tmp_path)
         evaluate(cfg)
     message = str(err.value)
     assert str(ckpt) in message
-    assert "model=wov (checkpoint: model=hih_c)" in message and "model.channels=32 (checkpoint: 16)" in message
+    assert "model=wov (checkpoint: model=hih_c; network head wov vs hih_c)" in message
+    assert "model.channels=32 (checkpoint: 16)" in message
     assert not (tmp_path / "metrics.json").exists()
 
 

@@ -109,3 +109,11 @@ def test_hih_train_returns_the_tested_checkpoints_validation_nme(tmp_path):
     (checkpoint_state,) = [v for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint")]
     assert fitted["val/nme"] == pytest.approx(float(checkpoint_state["best_model_score"]))
     assert optimized_value(cfg, fitted, tested) == fitted["val/nme"]
+
+    # The checkpoint describes its model; another method on the same network re-decodes it.
+    from hih.inference import build_model
+
+    redecoded = compose("predict", [f"ckpt_path={best}", f"input_dir={tmp_path}", "model=dark"], output_dir=tmp_path / "p")
+    net, codec = build_model(redecoded)
+    assert redecoded.model.name == "dark" and codec.decoder == "dark"
+    assert redecoded.model.channels == 16 and codec.input_size == 64 and codec.heatmap_size == 16

@@ -119,7 +119,8 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     line (Hydra's ``overrides.task``). A ``model=X``, ``model.KEY=V``, ``data.input_size=V`` or
     ``data.heatmap_size=V`` override must agree with the checkpoint (else an error naming both),
     except the codec's decoding options (``model.codec.decimal_decode=corner``, ``integer_only``),
-    which apply to the checkpoint's model. ``data=X`` / ``experiment=X`` keep the composed data (a
+    which apply to the checkpoint's model, and ``model=X`` for a method on the same network (a
+    baseline checkpoint decoded as ``model=wsm`` / ``dark`` / ``soft_argmax``). ``data=X`` / ``experiment=X`` keep the composed data (a
     cross-dataset test) with the checkpoint's input and heatmap size, if its landmark count matches.
     A checkpoint without a config (written before checkpoints carried one) leaves ``cfg`` as
     composed: pass the training run's overrides by hand.
@@ -132,14 +133,17 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     keys = [_override_key(o) for o in overrides or []]
     composed = copy.deepcopy(cfg)  # what the command line composed, before the checkpoint's parts replace it
     ckpt = OmegaConf.create(record)
-    disagree, decoding = [], []
+    disagree, decoding, redecode = [], [], False
     for key in keys:
         if key.startswith("model.codec.") and key.split(".")[2] not in _CODEC_SHAPES:
             decoding.append(key)  # an evaluation choice (e.g. corner vs centre decode of the same weights)
-        elif key == "model":
-            if composed.model.name != ckpt.model.name:
-                disagree.append(f"model={composed.model.name} (checkpoint: model={ckpt.model.name})")
-        elif key.startswith("model.") or key in ("data.input_size", "data.heatmap_size"):
+        elif key == "model" and composed.model.name != ckpt.model.name:
+            # Another method on the same network (baseline -> wsm / dark / soft_argmax): a re-decode.
+            redecode = composed.model.net.get("head") == ckpt.model.net.get("head")
+            if not redecode:
+                disagree.append(f"model={composed.model.name} (checkpoint: model={ckpt.model.name}; "
+                                f"network head {composed.model.net.get('head')} vs {ckpt.model.net.get('head')})")
+        elif key != "model" and (key.startswith("model.") or key in ("data.input_size", "data.heatmap_size")):
             mine = _plain(OmegaConf.select(composed, key))
             theirs = _plain(OmegaConf.select(ckpt, key, default="<absent>"))
             if mine != theirs:
@@ -153,6 +157,10 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     chose_data = any(k in ("data", "experiment") for k in keys)
     with open_dict(cfg):
         cfg.model = ckpt.model
+        if redecode:  # the checkpoint's network; the chosen method's name, codec and loss at its geometry
+            codec = _plain(composed.model.codec)
+            codec.update({k: v for k, v in ckpt.model.codec.items() if k in _CODEC_SHAPES[1:]})
+            cfg.model.name, cfg.model.codec, cfg.model.loss = composed.model.name, codec, _plain(composed.model.loss)
         for key in decoding:
             OmegaConf.update(cfg, key, _plain(OmegaConf.select(composed, key)), force_add=True)
         if not chose_data:
