@@ -108,12 +108,18 @@ def test_fit_and_test_log_expected_keys(method):
     head_key = module.codec.head_key
     assert {"train/loss", "train/heatmap", "val/nme", "val/fr_10", "val/auc_10", "val/loss"} <= logged
     assert (f"train/{head_key}" in logged) == (head_key is not None)
+    head_metric = module.head_metric  # from the registry: decimal_acc / offset_err
+    assert (head_metric is None) == (head_key is None)
+    if head_metric is not None:
+        assert {f"train/{head_metric.name}", f"val/{head_metric.name}", "val/nme_integer", f"val/{head_metric.gain}"} <= logged
     assert all(math.isfinite(trainer.callback_metrics[k].item()) for k in ("train/loss", "val/nme"))
 
     results = trainer.test(module, dataloaders=_loader(seed=2), verbose=False)[0]
     expected = _metric_keys("test")
     if head_key is not None:  # paper Table 7: the integer heatmap alone
         expected |= _metric_keys("test", "_integer")
+        expected |= _metric_keys("test", "_integer_corner")  # the paper's Table 7 convention
+        expected |= {f"test/{m}{s}" for m in (head_metric.name, head_metric.gain) for s in ("", "/pose", "/blur")}
     assert set(results) == expected
     # fast_dev_run tests one batch of 2 faces; the kept per-face results match the logged NME.
     kept = module.test_results

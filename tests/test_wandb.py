@@ -166,3 +166,18 @@ def test_offline_run_holds_metrics_config_plots_and_table(wandb_env, data_dir, t
     assert logged2.config["model"]["name"] == "wsm"
     assert logged2.summary["test/nme"] == pytest.approx(second["test/nme"], rel=1e-6)
     assert wandb.run is None
+
+
+def test_offline_run_holds_head_metrics(wandb_env, data_dir, tmp_path):
+    """Issue 15: the compensation-head metrics reach W&B (summary and per-validation history)."""
+    import wandb
+
+    run_dir = tmp_path / "run"
+    metrics = train(compose("train", tiny(data_dir, "model=hih_c", "logger=wandb"), output_dir=run_dir))
+    wandb.teardown()
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    logged = OfflineRun(offline)
+    for key in ("test/decimal_acc", "test/decimal_gain", "test/nme_integer_corner"):
+        assert logged.summary[key] == pytest.approx(metrics[key], rel=1e-6), key
+    for key in ("val/decimal_acc", "val/decimal_gain", "val/nme_integer", "train/decimal_acc"):
+        assert any(key in row for row in logged.history), key

@@ -7,7 +7,8 @@ sample of every rank and returns exactly the single-process numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -247,6 +248,17 @@ def _visible(weight: Tensor, shape: tuple[int, int], name: str) -> Tensor:
     return weight.detach() > 0
 
 
+def decimal_hit_map(pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-landmark decimal-cell hits: (hit (B, N) float 0/1, visible (B, N) bool); see :func:`decimal_hits`."""
+    if pred.ndim != 4 or pred.shape != target.shape or pred.shape[-1] != pred.shape[-2]:
+        raise ValueError(
+            f"pred and target must be (B, N, d, d) decimal maps of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    vis = _visible(weight, tuple(pred.shape[:2]), "decimal_hits")
+    hit = pred.detach().flatten(2).argmax(-1) == target.detach().flatten(2).argmax(-1)
+    return (hit & vis).double(), vis
+
+
 def decimal_hits(pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     """Decimal-cell hits: (hits, count) over visible landmarks, both 0-d float64 tensors.
 
@@ -255,13 +267,8 @@ def decimal_hits(pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, 
     a landmark counts where weight > 0. A hit is ``argmax(pred) == argmax(target)`` over the d*d
     cells (ties go to the first cell). Accuracy = hits / count; chance is 1 / d^2.
     """
-    if pred.ndim != 4 or pred.shape != target.shape or pred.shape[-1] != pred.shape[-2]:
-        raise ValueError(
-            f"pred and target must be (B, N, d, d) decimal maps of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
-        )
-    vis = _visible(weight, tuple(pred.shape[:2]), "decimal_hits")
-    hit = pred.detach().flatten(2).argmax(-1) == target.detach().flatten(2).argmax(-1)
-    return (hit & vis).sum().double(), vis.sum().double()
+    hit, vis = decimal_hit_map(pred, target, weight)
+    return hit.sum(), vis.sum().double()
 
 
 def decimal_accuracy(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
@@ -270,16 +277,9 @@ def decimal_accuracy(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     return hits / count if count > 0 else hits.new_tensor(float("nan"))
 
 
-def offset_errors(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Sum of |pred offset - target offset| in heatmap cells over visible landmarks, and their count.
-
-    WOV: pred, target (B, N, 2) offset values (``OffsetValueCodec.encode(...)["offset"]``), ``cells`` None.
-    WOM: pred, target (B, 2, H, W) offset maps (channel 0 x, 1 y; ``OffsetMapCodec.encode(...)["offset_map"]``)
-    and ``cells`` (B, N, 2) long (x, y) target cells floor(u): both maps are read at each landmark's
-    target cell (where the codec wrote its offset; a shared cell holds the colliding landmarks' mean).
-    The error of one landmark is the Euclidean norm of the (x, y) difference. weight: (B, N).
-    Returns (sum, count), 0-d float64; the mean error is sum / count.
-    """
+def offset_error_map(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-landmark offset errors in cells: (error (B, N) float64, 0 where invisible; visible (B, N) bool).
+    Arguments as :func:`offset_errors`."""
     if cells is None:
         if pred.ndim != 3 or pred.shape[-1] != 2 or pred.shape != target.shape:
             raise ValueError(f"WOV offsets must be (B, N, 2) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
@@ -298,7 +298,21 @@ def offset_errors(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | 
         pred, target = read(pred.detach()), read(target.detach())
     vis = _visible(weight, tuple(pred.shape[:2]), "offset_errors")
     err = torch.linalg.vector_norm(pred.detach().double() - target.detach().double(), dim=-1)
-    return torch.where(vis, err, torch.zeros_like(err)).sum(), vis.sum().double()
+    return torch.where(vis, err, torch.zeros_like(err)), vis
+
+
+def offset_errors(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Sum of |pred offset - target offset| in heatmap cells over visible landmarks, and their count.
+
+    WOV: pred, target (B, N, 2) offset values (``OffsetValueCodec.encode(...)["offset"]``), ``cells`` None.
+    WOM: pred, target (B, 2, H, W) offset maps (channel 0 x, 1 y; ``OffsetMapCodec.encode(...)["offset_map"]``)
+    and ``cells`` (B, N, 2) long (x, y) target cells floor(u): both maps are read at each landmark's
+    target cell (where the codec wrote its offset; a shared cell holds the colliding landmarks' mean).
+    The error of one landmark is the Euclidean norm of the (x, y) difference. weight: (B, N).
+    Returns (sum, count), 0-d float64; the mean error is sum / count.
+    """
+    err, vis = offset_error_map(pred, target, weight, cells)
+    return err.sum(), vis.sum().double()
 
 
 class _RatioMetric(Metric):
@@ -340,4 +354,79 @@ class OffsetError(_RatioMetric):
         self._add(*offset_errors(pred, target, weight, cells))
 
 
-__all__ += ["DecimalAccuracy", "OffsetError", "decimal_accuracy", "decimal_hits", "offset_errors"]
+#: score(head output, codec targets, cells (B, N, 2) long (x, y) target cells floor(u)) ->
+#: (value (B, N) float64, visible (B, N) bool): one number per landmark, averaged over visible ones.
+HeadScore = Callable[[Tensor, Mapping[str, Tensor], Tensor], tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class HeadMetric:
+    """How a method's compensation head is scored: ``hih.methods.Method.head_metric``.
+
+    name: the key stem, logged as ``train/<name>`` (epoch mean), ``val/<name>``, ``test/<name>``
+        and ``test/<name>/<subset>`` ("decimal_acc", "offset_err").
+    gain: the key stem of integer-only NME (argmax cell centre) minus full NME, ``val/<gain>`` and
+        ``test/<gain>`` ("decimal_gain", "offset_gain"): what the head adds beyond centring.
+    score: the per-landmark score (:data:`HeadScore`), e.g. :func:`decimal_hit_map`.
+    higher_is_better: True for accuracies, False for errors.
+    """
+
+    name: str
+    gain: str
+    score: HeadScore
+    higher_is_better: bool
+
+
+class HeadMetricMeter(Metric):
+    """Landmark-weighted mean of a per-landmark head score, on the full set and each subset.
+
+    ``update(value (B, N), visible (B, N) bool, subsets (B, K) bool | None)``; ``compute()`` ->
+    ``{"": mean, "/<subset>": mean, ...}`` (NaN where no visible landmark). Sums, reduced with
+    "sum" across DDP ranks, so the result is the single-process one.
+    """
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, subset_names: Sequence[str] = (), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.subset_names = tuple(str(s) for s in subset_names)
+        k = len(self.subset_names) + 1
+        self.add_state("total", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, value: Tensor, visible: Tensor, subsets: Tensor | None = None) -> None:
+        if value.ndim != 2 or visible.shape != value.shape:
+            raise ValueError(f"value and visible must be (B, N) of the same shape, got {tuple(value.shape)} and {tuple(visible.shape)}")
+        b, k = value.shape[0], len(self.subset_names)
+        if subsets is None:
+            if k:
+                raise ValueError(f"subsets (B, {k}) bool is required: this metric reports subsets {self.subset_names}")
+            subsets = torch.zeros(b, 0, dtype=torch.bool, device=value.device)
+        if subsets.shape != (b, k):
+            raise ValueError(f"subsets must be (B, K) = ({b}, {k}) for subsets {self.subset_names}, got shape {tuple(subsets.shape)}")
+        vis = visible.detach().bool()
+        face_total = torch.where(vis, value.detach().double(), 0.0).sum(1)  # (B,)
+        face_count = vis.sum(1).double()
+        # Column 0 is the full set, then one column per subset: (K + 1, B) @ (B,) sums the faces of each.
+        member = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=vis.device), subsets.to(vis.device).bool()], 1).double().T
+        self.total += (member @ face_total).to(self.total.device)
+        self.count += (member @ face_count).to(self.count.device)
+
+    def compute(self) -> dict[str, Tensor]:
+        mean = torch.where(self.count > 0, self.total / self.count.clamp(min=1), torch.full_like(self.total, float("nan")))
+        return {"": mean[0], **{f"/{name}": mean[i + 1] for i, name in enumerate(self.subset_names)}}
+
+
+__all__ += [
+    "DecimalAccuracy",
+    "HeadMetric",
+    "HeadMetricMeter",
+    "HeadScore",
+    "OffsetError",
+    "decimal_accuracy",
+    "decimal_hit_map",
+    "decimal_hits",
+    "offset_error_map",
+    "offset_errors",
+]

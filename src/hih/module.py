@@ -5,7 +5,13 @@ bool, "index": (B,)}``. Targets are built here by the codec (never in the DataLo
 ``train/loss`` and each loss term; ``val/loss``, ``val/nme`` (the checkpoint monitor), ``val/fr_10``,
 ``val/auc_10``; ``test/nme``, ``test/fr_10``, ``test/auc_10`` and ``test/<metric>/<subset>``; for codecs
 with a compensation head also the integer-heatmap-only ``test/nme_integer``, ``test/fr_10_integer``,
-``test/auc_10_integer`` and their subsets (paper Table 7).
+``test/auc_10_integer`` and their subsets, the same at the argmax index (the cell's corner, the
+paper's Table 7 convention) as ``test/nme_integer_corner``, ``test/fr_10_integer_corner``,
+``test/auc_10_integer_corner`` (+ subsets), and ``val/nme_integer``; for methods whose registry entry
+names a head metric (:class:`hih.metrics.HeadMetric`) ``train/<name>`` (epoch mean), ``val/<name>``,
+``test/<name>`` (+ subsets) and the gains ``val/<gain>`` = val/nme_integer - val/nme and
+``test/<gain>`` (+ subsets) alike (``decimal_acc`` / ``decimal_gain``, ``offset_err`` /
+``offset_gain``). See docs/contracts.md.
 
 Plumbing lives elsewhere: the optimizer and lr schedule are Hydra ``_partial_`` targets
 (:mod:`hih.optim`), the NaN/Inf guard is a callback (:class:`hih.callbacks.NonFiniteGuard`), the
@@ -16,7 +22,6 @@ test buffers are :class:`hih.metrics.PerFaceResults`.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,13 +32,15 @@ from torch import Tensor, nn
 from hih.codecs.base import Codec
 from hih.codecs.common import to_heatmap_coords
 from hih.losses import compute_losses, resolve_loss_weights
-from hih.metrics import FaceAlignmentMetrics, PerFaceResults
+from hih.methods import head_output
+from hih.metrics import FaceAlignmentMetrics, HeadMetricMeter, PerFaceResults
 from hih.models.output import ModelOutput
-from hih.optim import run_lengths_needed
+from hih.optim import as_partial, run_lengths
 
 __all__ = ["FaceAlignmentModule"]
 
-#: The paper's optimizer (Adam, 1e-5 in conf/module/default.yaml) when none is given; no schedule.
+#: Adam when no optimizer is given (the configs always give one: conf/module/default.yaml); a
+#: constant lr when no scheduler is given.
 DEFAULT_OPTIMIZER = functools.partial(torch.optim.Adam, lr=1e-3)
 
 
@@ -46,25 +53,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
-
-
-def _partial(spec: Any, what: str) -> tuple[Callable | None, dict | None]:
-    """(callable, plain record for the hyper-parameters) of an optimizer / scheduler spec: a callable
-    (functools.partial) or a Hydra config with ``_target_`` and ``_partial_: true``."""
-    if spec is None:
-        return None, None
-    spec = _plain(spec)
-    if isinstance(spec, Mapping):
-        if "_target_" not in spec:
-            raise ValueError(f"{what} must be a Hydra _partial_ target ({{_target_: ..., _partial_: true, ...}}) or a callable, got keys {sorted(spec)}")
-        from hydra.utils import instantiate
-
-        return instantiate({**spec, "_partial_": True}), dict(spec)
-    if not callable(spec):
-        raise TypeError(f"{what} must be a callable or a Hydra _partial_ config, got {type(spec).__name__}")
-    func = getattr(spec, "func", spec)
-    record = {"_target_": f"{func.__module__}.{func.__qualname__}", "_partial_": True, **_plain(getattr(spec, "keywords", {}) or {})}
-    return spec, record
 
 
 class FaceAlignmentModule(L.LightningModule):
@@ -105,8 +93,8 @@ class FaceAlignmentModule(L.LightningModule):
         loss = _plain(loss)
         norm_pair = _plain(norm_pair)
         subset_names = _plain(subset_names)
-        self.optimizer_factory, optimizer_record = _partial(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "optimizer")
-        self.scheduler_factory, scheduler_record = _partial(scheduler, "scheduler")
+        self.optimizer_factory, optimizer_record = as_partial(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "optimizer")
+        self.scheduler_factory, scheduler_record = as_partial(scheduler, "scheduler")
         layout_spec = layout
         layout = getattr(layout, "name", layout)  # checkpoints record a Layout object by its name
         self.save_hyperparameters(ignore=["net", "codec", "optimizer", "scheduler"])
@@ -130,11 +118,18 @@ class FaceAlignmentModule(L.LightningModule):
 
         self.val_metrics = FaceAlignmentMetrics(self.norm_pair, (), self.metric_threshold)
         self.test_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold)
-        self.test_integer_metrics = (
-            FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold)
-            if codec.head_key is not None
-            else None
-        )
+        has_head = codec.head_key is not None
+        self.test_integer_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) if has_head else None
+        # The paper's Table 7 convention: the argmax index itself (the cell's corner), not its centre.
+        self.test_integer_corner_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) if has_head else None
+        self.val_integer_metrics = FaceAlignmentMetrics(self.norm_pair, (), self.metric_threshold) if has_head else None
+        #: How the registry scores this codec's head (None: no head, or a method without a head metric).
+        method = head_output(codec.head_key)
+        self.head_metric = method.head_metric if method is not None else None
+        if self.head_metric is not None:
+            self.train_head_meter = HeadMetricMeter()
+            self.val_head_meter = HeadMetricMeter()
+            self.test_head_meter = HeadMetricMeter(self.subset_names)
         #: Per-face results of the last test run (filled by the test loop).
         self.test_results = PerFaceResults(self.norm_pair, self.subset_names)
         #: The named loss terms of the current training step (read by NonFiniteGuard).
@@ -181,10 +176,18 @@ class FaceAlignmentModule(L.LightningModule):
             return None
         return to_heatmap_coords(landmarks, self.codec.input_size, self.codec.heatmap_size).cell
 
-    def _losses(self, output: ModelOutput, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def _targets(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The codec's targets of ``batch``: the one place the steps read them from."""
         with torch.no_grad():
-            targets = self.codec.encode(batch["landmarks"])
+            return self.codec.encode(batch["landmarks"])
+
+    def _losses(self, output: ModelOutput, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return compute_losses(output, targets, self.loss_weights)
+
+    def _score_head(self, meter: HeadMetricMeter, output: ModelOutput, targets: Mapping[str, Tensor], batch: Mapping[str, Tensor], subsets: Tensor | None = None) -> None:
+        """Add the batch's per-landmark head scores (the registry's head metric) to ``meter``."""
+        cells = to_heatmap_coords(batch["landmarks"], self.codec.input_size, self.codec.heatmap_size).cell
+        meter.update(*self.head_metric.score(output.head, targets, cells), subsets)
 
     def _decode(self, output: ModelOutput) -> Tensor:
         return self.codec.decode(output.for_codec()).float()
@@ -193,7 +196,10 @@ class FaceAlignmentModule(L.LightningModule):
         cells = self._train_cells(batch["landmarks"])
         # forward(image) alone unless the head needs the cells: subclasses may override forward(image).
         output = self(batch["image"]) if cells is None else self(batch["image"], cells)
-        losses = self.train_losses = self._losses(output, batch)
+        targets = self._targets(batch)
+        losses = self.train_losses = self._losses(output, targets)
+        if self.head_metric is not None:
+            self._score_head(self.train_head_meter, output, targets, batch)
         bs = batch["image"].shape[0]
         self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
         for name, value in losses.items():
@@ -201,18 +207,40 @@ class FaceAlignmentModule(L.LightningModule):
                 self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=bs)
         return losses["loss"]
 
+    def on_train_epoch_end(self) -> None:
+        if self.head_metric is not None:
+            # compute() sums every rank's landmarks: no sync_dist needed.
+            self.log(f"train/{self.head_metric.name}", self.train_head_meter.compute()[""].float())
+            self.train_head_meter.reset()
+
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         output = self(batch["image"])
         bs = batch["image"].shape[0]
-        self.log("val/loss", self._losses(output, batch)["loss"], on_epoch=True, batch_size=bs, sync_dist=True)
+        targets = self._targets(batch)
+        self.log("val/loss", self._losses(output, targets)["loss"], on_epoch=True, batch_size=bs, sync_dist=True)
         self.val_metrics.update(self._decode(output), batch["landmarks"])
+        if self.val_integer_metrics is not None:
+            self.val_integer_metrics.update(self.codec.decode_integer(output.heatmaps[-1], anchor="centre"), batch["landmarks"])
+        if self.head_metric is not None:
+            self._score_head(self.val_head_meter, output, targets, batch)
 
     def on_validation_epoch_end(self) -> None:
         # compute() already gathered every rank's samples: no sync_dist needed.
         values = self.val_metrics.compute()
-        self.log("val/nme", values.pop("nme"), prog_bar=True)
+        nme = values.pop("nme")
+        self.log("val/nme", nme, prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in values.items()})
         self.val_metrics.reset()
+        if self.val_integer_metrics is not None:
+            # The integer heatmap alone at the cell centre, and what the head adds beyond centring.
+            nme_integer = self.val_integer_metrics.compute()["nme"]
+            self.log("val/nme_integer", nme_integer)
+            self.val_integer_metrics.reset()
+            if self.head_metric is not None:
+                self.log(f"val/{self.head_metric.gain}", nme_integer - nme)
+        if self.head_metric is not None:
+            self.log(f"val/{self.head_metric.name}", self.val_head_meter.compute()[""].float())
+            self.val_head_meter.reset()
 
     def on_test_epoch_start(self) -> None:
         self.test_results.reset()
@@ -226,16 +254,28 @@ class FaceAlignmentModule(L.LightningModule):
         pred = self._decode(output)
         self.test_metrics.update(pred, target, subsets)
         if self.test_integer_metrics is not None:
-            self.test_integer_metrics.update(self.codec.decode_integer(output.heatmaps[-1], anchor="centre"), target, subsets)
+            heatmap = output.heatmaps[-1]
+            self.test_integer_metrics.update(self.codec.decode_integer(heatmap, anchor="centre"), target, subsets)
+            self.test_integer_corner_metrics.update(self.codec.decode_integer(heatmap, anchor="corner"), target, subsets)
+        if self.head_metric is not None:
+            self._score_head(self.test_head_meter, output, self._targets(batch), batch, subsets)
         self.test_results.update(pred, target, subsets, batch.get("index"))
 
     def on_test_epoch_end(self) -> None:
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
         if self.test_integer_metrics is not None:
-            for key, value in self.test_integer_metrics.compute().items():
-                name, _, subset = key.partition("/")
-                values[f"test/{name}_integer" + (f"/{subset}" if subset else "")] = value
-            self.test_integer_metrics.reset()
+            for suffix, metrics in (("_integer", self.test_integer_metrics), ("_integer_corner", self.test_integer_corner_metrics)):
+                for key, value in metrics.compute().items():
+                    name, _, subset = key.partition("/")
+                    values[f"test/{name}{suffix}" + (f"/{subset}" if subset else "")] = value
+                metrics.reset()
+            if self.head_metric is not None:
+                # What the head adds beyond centring (0 for a head that learned nothing), per subset too.
+                for subset in ("", *(f"/{s}" for s in self.subset_names)):
+                    values[f"test/{self.head_metric.gain}{subset}"] = values[f"test/nme_integer{subset}"] - values[f"test/nme{subset}"]
+        if self.head_metric is not None:
+            values.update({f"test/{self.head_metric.name}{k}": v.float() for k, v in self.test_head_meter.compute().items()})
+            self.test_head_meter.reset()
         self.log_dict(values)
         self.test_metrics.reset()
         self.test_results.collect(self.trainer.world_size if self._trainer is not None else 1)
@@ -254,23 +294,6 @@ class FaceAlignmentModule(L.LightningModule):
         opt = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return opt
-        lengths = {name: getattr(self, f"_{name}")() for name in run_lengths_needed(self.scheduler_factory)}
-        scheduler = self.scheduler_factory(opt, **lengths)
+        scheduler = self.scheduler_factory(opt, **run_lengths(self.trainer, self.scheduler_factory))
         # Every schedule is a pure function of the optimizer step, so resumed runs continue exactly.
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
-
-    def _total_steps(self) -> int:
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total <= 0:
-            raise ValueError("cosine / onecycle schedules need a finite run: set trainer.max_epochs or trainer.max_steps")
-        return int(total)
-
-    def _steps_per_epoch(self) -> int:
-        trainer = self.trainer
-        if trainer.train_dataloader is None:
-            # What estimated_stepping_batches does too; it skips it when max_epochs is -1 (max_steps runs).
-            trainer.fit_loop.setup_data()
-        batches = trainer.num_training_batches
-        if not math.isfinite(batches) or batches <= 0:
-            raise ValueError("the step schedule counts epochs: the train dataloader needs a length")
-        return max(1, math.ceil(batches / trainer.accumulate_grad_batches))

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 
-from hih.analysis.results import write_json
+from hih.analysis.results import HEAD_COLUMNS, digits, write_json
 
 log = logging.getLogger(__name__)
 
@@ -337,13 +337,19 @@ def subset_order(runs: Sequence[Run], stage: str = "test") -> list[str]:
     return ["full"] + order + sorted(found - set(order))
 
 
+#: Families only some runs have (the baseline has no integer-only decode and no head metric).
+OPTIONAL_SUFFIXES = ("_integer", "_integer_corner")
+
+
 def metric_families(runs: Sequence[Run], stage: str = "test") -> list[str]:
-    """nme, fr_10, auc_10 (paper order), then the variants found (nme_integer, ...)."""
+    """nme, fr_10, auc_10 (paper order), then the variants found (nme_integer, ..., then
+    nme_integer_corner, ...), then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain)."""
     names = {k.split("/")[1] for r in runs for k in r.metrics if k.startswith(stage + "/") and k.count("/") >= 1}
-    base = [m for m in METRICS if m in names] or sorted(n for n in names if "_integer" not in n)
-    variants = [f"{m}_integer" for m in METRICS if f"{m}_integer" in names]
-    rest = sorted(names - set(base) - set(variants))
-    return base + variants + rest
+    base = [m for m in METRICS if m in names] or sorted(n for n in names if "_integer" not in n and n not in HEAD_COLUMNS)
+    variants = [f"{m}{suffix}" for suffix in OPTIONAL_SUFFIXES for m in METRICS if f"{m}{suffix}" in names]
+    head = [m for m in HEAD_COLUMNS if m in names]
+    rest = sorted(names - set(base) - set(variants) - set(head))
+    return base + variants + head + rest
 
 
 def metric_table(runs: Sequence[Run], metric: str, stage: str = "test") -> tuple[list[str], list[list[Any]]]:
@@ -357,15 +363,16 @@ def metric_table(runs: Sequence[Run], metric: str, stage: str = "test") -> tuple
     rows = []
     for r in runs:
         values = [r.metrics.get(f"{stage}/{metric}" + ("" if s == "full" else f"/{s}")) for s in subsets]
-        if r.status == "completed" and all(v is None for v in values) and metric.endswith("_integer"):
+        if r.status == "completed" and all(v is None for v in values) and (metric.endswith(OPTIONAL_SUFFIXES) or metric in HEAD_COLUMNS):
             continue  # e.g. the baseline in the integer-only table: it has no separate integer decode
         rows.append([r.label, r.model, r.status] + values)
     return header, rows
 
 
 def summary_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
-    """One row per run: full-set NME / FR / AUC (and integer-only NME), status and what went wrong."""
-    families = [m for m in metric_families(runs, stage) if m in METRICS or m == "nme_integer"]
+    """One row per run: full-set NME / FR / AUC (and integer-only NME, the head metric and its gain
+    where present), status and what went wrong."""
+    families = [m for m in metric_families(runs, stage) if m in METRICS or m == "nme_integer" or m in HEAD_COLUMNS]
     header = ["job", "run", "model", "status"] + families + ["folder / error"]
     rows = []
     for r in runs:
@@ -380,7 +387,7 @@ def _fmt(value: Any, column: str = "") -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
-        return f"{value:.3f}" if "auc" in column else f"{value:.2f}"
+        return f"{value:.{3 if 'auc' in column else digits(column)}f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
@@ -407,6 +414,13 @@ TITLES = {
     "nme_integer": "NME (%) ↓, integer heatmap only (Table 7)",
     "fr_10_integer": "FR@10 (%) ↓, integer heatmap only (Table 7)",
     "auc_10_integer": "AUC@10 ↑, integer heatmap only (Table 7)",
+    "nme_integer_corner": "NME (%) ↓, integer heatmap only, read at the argmax index (the paper's Table 7 convention)",
+    "fr_10_integer_corner": "FR@10 (%) ↓, integer heatmap only, read at the argmax index (the paper's Table 7 convention)",
+    "auc_10_integer_corner": "AUC@10 ↑, integer heatmap only, read at the argmax index (the paper's Table 7 convention)",
+    "decimal_acc": "Decimal-cell accuracy ↑ (fraction; chance 1/d²)",
+    "decimal_gain": "Decimal gain (NME points) ↑: integer-only NME at the cell centre minus NME",
+    "offset_err": "Offset error (heatmap cells) ↓",
+    "offset_gain": "Offset gain (NME points) ↑: integer-only NME at the cell centre minus NME",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -51,33 +51,89 @@ def split_metrics(metrics: Mapping[str, float], stage: str = "test") -> dict[str
     return dict(sorted(rows.items(), key=lambda kv: kv[0] != "full"))
 
 
+#: Column groups in display order: the full decode, the integer heatmap alone at the cell centre,
+#: the same at the argmax index (the paper's Table 7 convention), then the head metrics
+#: (:class:`hih.metrics.HeadMetric`: accuracy / error, then its gain).
+VARIANTS = ("", "integer", "integer_corner")
+HEAD_COLUMNS = ("decimal_acc", "decimal_gain", "offset_err", "offset_gain")
+HEAD_CAPTIONS = {
+    "decimal_acc": "decimal_acc: decimal-cell accuracy (chance 1/d²)",
+    "offset_err": "offset_err: offset error in heatmap cells",
+    "decimal_gain": "decimal_gain = nme_integer (cell centre) - nme",
+    "offset_gain": "offset_gain = nme_integer (cell centre) - nme",
+}
+VARIANT_LABELS = {"integer": "centre", "integer_corner": "corner"}
+
+
+def digits(name: str) -> int:
+    """Decimals shown for a metric: fractions and cell errors 3, percentages 2."""
+    return 3 if name.startswith("auc") or name.endswith(("_acc", "_err")) else 2
+
+
 def _fmt(value: float | None, digits: int) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}"
 
 
-def results_table(metrics: Mapping[str, float], stage: str = "test", title: str | None = None) -> Table:
-    """A rich table: one row per subset; NME and FR in percent, AUC as a fraction (paper layout)."""
-    rows = split_metrics(metrics, stage)
-    columns = sorted({c for row in rows.values() for c in row}, key=column_order)
-    table = Table(title=title or f"{stage} results")
-    table.add_column("subset")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for subset, row in rows.items():
-        table.add_row(subset, *(_fmt(row.get(c), 3 if c.startswith("auc") else 2) for c in columns))
-    return table
+def split_variant(name: str) -> tuple[str, str]:
+    """"nme_integer" -> ("nme", "integer"); "fr_10_integer_corner" -> ("fr_10", "integer_corner");
+    "decimal_acc" -> ("decimal_acc", "")."""
+    for prefix, parts in (("nme", 1), ("fr_", 2), ("auc_", 2)):
+        if name.startswith(prefix):
+            pieces = name.split("_", parts)
+            return "_".join(pieces[:parts]), (pieces[parts] if len(pieces) > parts else "")
+    return name, ""
 
 
 def column_order(name: str) -> tuple[int, int, str]:
-    # nme, fr, auc of the full decode first; variants such as "nme_integer" after them.
-    variant = name.split("_", 2)[-1] if name.count("_") >= (1 if name.startswith("nme") else 2) else ""
+    """Sort key: nme, fr, auc of the full decode, then of each integer-only variant (centre, corner),
+    then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain), then anything else."""
+    if name in HEAD_COLUMNS:
+        return len(VARIANTS), HEAD_COLUMNS.index(name), name
+    base, variant = split_variant(name)
     for rank, prefix in enumerate(("nme", "fr", "auc")):
-        if name.startswith(prefix):
-            return (variant != ""), rank, name
-    return True, 3, name
+        if base.startswith(prefix):
+            return (VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS) + 1), rank, name
+    return len(VARIANTS) + 1, 3, name
+
+
+def results_table(
+    metrics: Mapping[str, float], stage: str = "test", title: str | None = None, columns: Sequence[str] | None = None, caption: str | None = None
+) -> Table:
+    """A rich table: one row per subset; NME and FR in percent, AUC as a fraction (paper layout).
+
+    columns: the metric names to show (default all, in :func:`column_order`); integer-only variants
+    are headed by the metric over the anchor ("nme" / "corner") to keep the table narrow.
+    """
+    rows = split_metrics(metrics, stage)
+    if columns is None:
+        columns = sorted({c for row in rows.values() for c in row}, key=column_order)
+    table = Table(title=title or f"{stage} results", caption=caption)
+    table.add_column("subset")
+    for column in columns:
+        base, variant = split_variant(column)
+        table.add_column(f"{base}\n{VARIANT_LABELS[variant]}" if variant in VARIANT_LABELS else column, justify="right")
+    for subset, row in rows.items():
+        table.add_row(subset, *(_fmt(row.get(c), digits(c)) for c in columns))
+    return table
+
+
+def results_tables(metrics: Mapping[str, float], stage: str = "test", title: str | None = None) -> list[Table]:
+    """The console's tables: the full decode with the head metrics, then the integer heatmap alone
+    (cell centre and argmax corner side by side) when the run has one."""
+    names = sorted({c for row in split_metrics(metrics, stage).values() for c in row}, key=column_order)
+    integer = [c for c in names if split_variant(c)[1] in VARIANT_LABELS]
+    main = [c for c in names if c not in integer]
+    caption = "; ".join(HEAD_CAPTIONS[c] for c in main if c in HEAD_CAPTIONS) or None
+    tables = [results_table(metrics, stage, title, main, caption)]
+    if integer:
+        title2 = f"{stage}: integer heatmap alone (centre: cell centre; corner: argmax index, paper Table 7)"
+        tables.append(results_table(metrics, stage, title2, integer))
+    return tables
 
 
 def print_results(metrics: Mapping[str, float], stage: str = "test", title: str | None = None, console: Console | None = None) -> None:
-    (console or Console()).print(results_table(metrics, stage, title))
+    console = console or Console()
+    for table in results_tables(metrics, stage, title):
+        console.print(table)

@@ -37,6 +37,8 @@ class Method:
     loss: the head's loss term (see :data:`LossTerm`), multiplied by ``loss_weights[weight_key]``.
     head_is_heatmap: the head's output is a (B, N, h, w) map the codec takes an argmax of:
         predictions.png draws it next to the integer heatmap, the ONNX check counts its ties.
+    head_metric: how the module scores the head on the dashboards (:class:`hih.metrics.HeadMetric`:
+        decimal-cell accuracy for decimal maps, offset error in cells for offset heads), or None.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Method:
     loss: LossTerm | None = None
     weight_key: str = "head"
     head_is_heatmap: bool = False
+    head_metric: Any | None = None
 
     def __post_init__(self) -> None:
         if (self.head is None) != (self.output_key is None) or (self.head is None) != (self.loss is None):
@@ -54,6 +57,8 @@ class Method:
         codec_key = getattr(self.codec, "head_key", None)
         if codec_key != self.output_key:
             raise ValueError(f"method {self.name!r}: codec {self.codec.__name__} reads head_key {codec_key!r}, the head writes {self.output_key!r}")
+        if self.head_metric is not None and self.head is None:
+            raise ValueError(f"method {self.name!r}: a head_metric needs a head")
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -67,9 +72,10 @@ def register(method: Method) -> Method:
     for other in _REGISTRY.values():
         if method.output_key is not None and other.output_key == method.output_key and (
             other.loss is not method.loss or other.head_is_heatmap != method.head_is_heatmap or other.weight_key != method.weight_key
+            or other.head_metric != method.head_metric
         ):
             raise ValueError(
-                f"method {key!r} writes output {method.output_key!r} like {other.name!r} but with another loss or figure; "
+                f"method {key!r} writes output {method.output_key!r} like {other.name!r} but with another loss, figure or head metric; "
                 "give its head a new output key"
             )
     _REGISTRY[key] = method

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from hih.codecs.common import argmax_2d, to_heatmap_coords
 from hih.codecs.offset import OffsetValueCodec
 from hih.methods import Method, register
+from hih.metrics import HeadMetric, offset_error_map
 
 KEY = "local_offset"
 
@@ -77,4 +78,14 @@ def _head(channels: int, num_landmarks: int, heatmap_size: int, decimal_size: in
     return LocalOffsetHead(channels, num_landmarks, **kw)
 
 
-register(Method("local_offset", LocalOffsetCodec, head=_head, output_key=KEY, loss=local_offset_l1))
+def local_offset_error(pred: Tensor, targets: Mapping[str, Tensor], cells: Tensor) -> tuple[Tensor, Tensor]:
+    """Dashboard score: offset error in cells of the map read at the ground-truth cell (B, N)."""
+    return offset_error_map(_at_cells(pred.float(), cells[..., 1], cells[..., 0]), targets[KEY].float(), targets["weight"])
+
+
+register(
+    Method(
+        "local_offset", LocalOffsetCodec, head=_head, output_key=KEY, loss=local_offset_l1,
+        head_metric=HeadMetric("offset_err", "offset_gain", local_offset_error, higher_is_better=False),
+    )
+)
