@@ -5,7 +5,8 @@
 For each model (tiny: HIH_C 64 px / 16 channels, batch 8; paper: HIH_C 1-stack 256 px / 256 channels
 / decimal 8x8, batch 2) it times the same optimizer steps on the same in-memory batches twice:
 a bare PyTorch loop (forward, codec encode, loss, backward, Adam) and Lightning's ``Trainer.fit`` on
-the FaceAlignmentModule (default callbacks off, no logger, no validation), with and without the
+the FaceAlignmentModule (default callbacks off, no logger, no validation; the loader wrapped in
+``EncodedLoaders``, which encodes after the batch transfer as FaceDataModule does), with and without the
 non-finite checks (the ``NonFiniteGuard`` callback), and prints each one's overhead over the bare loop.
 Data loading is excluded (scripts/bench_data.py measures it). Prints the load average: on a shared
 machine the numbers move with it.
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hih.callbacks import NonFiniteGuard
 from hih.codecs import HIHCodec
+from hih.data.targets import EncodedLoaders
 from hih.losses import compute_losses
 from hih.models import build_net
 from hih.module import FaceAlignmentModule
@@ -88,7 +90,7 @@ def lightning_loop(net, codec, loader, warmup: int, check_finite: bool = True) -
         accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer, *([NonFiniteGuard()] if check_finite else [])],
     )
-    trainer.fit(module, loader)
+    trainer.fit(module, datamodule=EncodedLoaders(codec, train=loader))
     return timer.end - timer.start
 
 

@@ -45,7 +45,6 @@ import torch
 from torch import Tensor
 
 from hih.codecs import build_codec
-from hih.codecs.common import to_heatmap_coords
 from hih.data.datamodule import FaceDataModule
 from hih.data.synthetic import ensure_synthetic
 from hih.metrics import decimal_hits, per_sample_nme
@@ -168,7 +167,7 @@ class Stepper:
         self.net.train()
         with torch.no_grad():
             targets = self.codec.encode(landmarks)
-        cells = to_heatmap_coords(landmarks, self.codec.input_size, self.codec.heatmap_size).cell if self.net.wants_cells else None
+        cells = targets["cell"] if self.net.wants_cells else None  # the codec's integer cells (HIH_L teacher forcing)
         with autocast(self.device):
             out = self.train_net(image, cells) if cells is not None else self.train_net(image)
         w = targets["weight"]

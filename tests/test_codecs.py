@@ -404,7 +404,8 @@ def test_build_codec():
         "wov": (OffsetValueCodec, "offset"),
         "wom": (OffsetMapCodec, "offset_map"),
     }
-    assert set(codec_names()) == set(expected)
+    # local_offset (docs/adding_a_method.md) is listed once another test in this process has used it.
+    assert set(codec_names()) - {"local_offset"} == set(expected)
     for name, (cls, head_key) in expected.items():
         codec = build_codec(name)
         assert type(codec) is cls and codec.head_key == head_key

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hih.callbacks import LastCheckpoint, NonFiniteError, NonFiniteGuard
 from hih.codecs import HIHCodec
+from hih.data.targets import EncodedLoaders
 from hih.models import build_net
 from hih.module import FaceAlignmentModule
 
@@ -52,6 +53,10 @@ def _module(cls=FaceAlignmentModule, **kwargs) -> FaceAlignmentModule:
     return cls(net, codec, norm_pair=(0, 1), subset_names=(), **kwargs)
 
 
+def _fit(trainer: L.Trainer, module: FaceAlignmentModule, loader: DataLoader) -> None:
+    trainer.fit(module, datamodule=EncodedLoaders(module.codec, train=loader))  # targets added on the device
+
+
 def _trainer(tmp_path, guard: bool = True, **kwargs) -> L.Trainer:
     """A trainer with the NonFiniteGuard callback (as conf/callbacks/default.yaml) unless guard=False."""
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), *([NonFiniteGuard()] if guard else [])]
@@ -73,7 +78,7 @@ def test_nan_loss_term_stops_with_step_and_term_and_keeps_last_good_checkpoint(t
     trainer = _trainer(tmp_path, callbacks=[LastCheckpoint(dirpath=str(ckdir), every_n_train_steps=1)])
     loader = DataLoader(RandomFaces(10), batch_size=2)
     with pytest.raises(NonFiniteError) as info:
-        trainer.fit(module, loader)
+        _fit(trainer, module, loader)
     message = str(info.value)
     assert "global step 3 (epoch 0, batch 3)" in message
     assert "term(s) decimal" in message and "heatmap" not in message.split("term(s)")[1].split(")")[0]
@@ -95,7 +100,7 @@ def test_non_finite_gradient_is_caught_before_the_optimizer_step(tmp_path):
 
     trainer = _trainer(tmp_path, callbacks=[InfGrad()], max_steps=1)
     with pytest.raises(NonFiniteError, match=r"non-finite gradient at global step 0 .* in 1 parameter\(s\): net\."):
-        trainer.fit(module, DataLoader(RandomFaces(4), batch_size=2))
+        _fit(trainer, module, DataLoader(RandomFaces(4), batch_size=2))
     after = module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point() and "running" not in k)
 
@@ -103,7 +108,7 @@ def test_non_finite_gradient_is_caught_before_the_optimizer_step(tmp_path):
 def test_checkpoint_with_non_finite_weights_is_refused(tmp_path):
     module = _module()
     trainer = _trainer(tmp_path, max_steps=1)
-    trainer.fit(module, DataLoader(RandomFaces(4), batch_size=2))
+    _fit(trainer, module, DataLoader(RandomFaces(4), batch_size=2))
     good = tmp_path / "good.ckpt"
     trainer.save_checkpoint(good)
     with torch.no_grad():
@@ -117,5 +122,5 @@ def test_checkpoint_with_non_finite_weights_is_refused(tmp_path):
 def test_the_guard_can_be_left_out(tmp_path):
     module = _module(BreaksAt, bad_step=0)
     trainer = _trainer(tmp_path, guard=False, max_steps=1)
-    trainer.fit(module, DataLoader(RandomFaces(4), batch_size=2))  # no error: the user opted out
+    _fit(trainer, module, DataLoader(RandomFaces(4), batch_size=2))  # no error: the user opted out
     assert trainer.global_step == 1

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hih.codecs import HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.data.synthetic import ensure_synthetic
+from hih.data.targets import EncodedLoaders
 from hih.methods import get_method
 from hih.models import ModelOutput
 from hih.module import FaceAlignmentModule
@@ -88,6 +89,11 @@ def _loader(faces: Faces) -> DataLoader:
     return DataLoader(faces, batch_size=16, shuffle=False)
 
 
+def _encoded(codec, faces: Faces) -> EncodedLoaders:
+    """The faces as val and test loaders whose batches get the codec's targets, as from FaceDataModule."""
+    return EncodedLoaders(codec, val=_loader(faces), test=_loader(faces))
+
+
 @pytest.fixture(autouse=True)
 def _quiet():
     with warnings.catch_warnings():
@@ -108,12 +114,12 @@ def test_registry_names_each_heads_metric():
 def test_decimal_acc_is_one_on_targets_and_gain_is_the_centring_error(d):
     codec, faces = HIHCodec(S, H, decimal_size=d), Faces(32)
     module = _module(codec, faces)
-    val = _trainer().validate(module, _loader(faces), verbose=False)[0]
+    val = _trainer().validate(module, datamodule=_encoded(codec, faces), verbose=False)[0]
     assert val["val/decimal_acc"] == 1.0
     # The ideal decimal map places every landmark within 1/d of a cell; the centre alone is worse.
     assert val["val/nme_integer"] > val["val/nme"]
     assert val["val/decimal_gain"] == pytest.approx(val["val/nme_integer"] - val["val/nme"], rel=1e-5)
-    test = _trainer().test(module, _loader(faces), verbose=False)[0]
+    test = _trainer().test(module, datamodule=_encoded(codec, faces), verbose=False)[0]
     assert test["test/decimal_acc"] == 1.0
     assert test["test/decimal_acc/pose"] == 1.0 and test["test/decimal_acc/blur"] == 1.0
 
@@ -122,7 +128,7 @@ def test_decimal_acc_is_one_on_targets_and_gain_is_the_centring_error(d):
 def test_decimal_acc_of_random_outputs_is_chance(d):
     codec, faces = HIHCodec(S, H, decimal_size=d), Faces(64, seed=3)
     module = _module(codec, faces, random_head=True)
-    val = _trainer().validate(module, _loader(faces), verbose=False)[0]
+    val = _trainer().validate(module, datamodule=_encoded(codec, faces), verbose=False)[0]
     count = faces.landmarks.shape[0] * N  # every landmark lies inside the input
     p = 1.0 / d**2
     # hits ~ Binomial(count, p) for independent random maps: within 5 standard deviations.
@@ -144,10 +150,10 @@ def test_offset_err_is_zero_on_targets_and_positive_on_random(make_codec):
     if isinstance(codec, OffsetMapCodec):
         faces.landmarks = faces.landmarks[:, :8].contiguous()
         faces.landmarks[:, 2:] = torch.linspace(6, S - 6, 6).unsqueeze(-1).expand(6, 2)  # distinct cells
-    ideal = _trainer().validate(_module(codec, faces), _loader(faces), verbose=False)[0]
+    ideal = _trainer().validate(_module(codec, faces), datamodule=_encoded(codec, faces), verbose=False)[0]
     assert ideal["val/offset_err"] == pytest.approx(0.0, abs=1e-6)
     assert ideal["val/offset_gain"] > 0  # the exact offset beats the cell centre
-    noisy = _trainer().test(_module(codec, faces, random_head=True), _loader(faces), verbose=False)[0]
+    noisy = _trainer().test(_module(codec, faces, random_head=True), datamodule=_encoded(codec, faces), verbose=False)[0]
     # Uniform offsets in [0, 1)^2 against uniform targets: E|a - b| = 0.5214 cells (2D), far from 0.
     assert 0.35 < noisy["test/offset_err"] < 0.7
     assert {"test/offset_err/pose", "test/offset_err/blur"} <= set(noisy)
@@ -162,7 +168,7 @@ def test_integer_only_nme_at_corner_and_centre_on_targets(codec):
     """Issue 12: the integer heatmap alone, read at the argmax index (paper Table 7), is off by the
     whole sub-cell offset: 0.765 strides on average; read at the cell centre, by half that."""
     faces = Faces(96, seed=5)
-    test = _trainer().test(_module(codec, faces), _loader(faces), verbose=False)[0]
+    test = _trainer().test(_module(codec, faces), datamodule=_encoded(codec, faces), verbose=False)[0]
     lm = faces.landmarks
     iod = torch.linalg.vector_norm(lm[:, 0] - lm[:, 1], dim=-1)  # each test face's own, pixels
     expected = (CORNER * codec.stride / iod * 100).mean().item()  # percent
@@ -258,11 +264,13 @@ def test_report_lists_head_metrics_and_corner_tables(tmp_path):
         (job / "metrics.json").write_text(json.dumps(_run_metrics(model != "baseline")))
     report = write_report(root, plots=False)
     families = metric_families(report.runs)
-    assert families[-5:] == ["nme_integer_corner", "fr_10_integer_corner", "auc_10_integer_corner", "decimal_acc", "decimal_gain"]
+    # Table 7's convention (the corner) first, each metric's centre beside it.
+    assert families[3:] == ["nme_integer_corner", "nme_integer", "fr_10_integer_corner", "fr_10_integer",
+                            "auc_10_integer_corner", "auc_10_integer", "decimal_acc", "decimal_gain"]
     header, rows = summary_table(report.runs)
-    assert header[4:-1] == ["nme", "fr_10", "auc_10", "nme_integer", "decimal_acc", "decimal_gain"]
-    assert rows[0][8:10] == [None, None] and rows[1][8:10] == [0.0625, 0.5]
+    assert header[4:-1] == ["nme", "fr_10", "auc_10", "nme_integer_corner", "nme_integer", "decimal_acc", "decimal_gain"]
+    assert rows[0][9:11] == [None, None] and rows[1][9:11] == [0.0625, 0.5]
     assert {"decimal_acc", "decimal_gain", "nme_integer_corner"} <= set(report.csvs)
     md = report.markdown.read_text()
     assert "| model=hih_c | hih_c | completed | 0.062 | 0.070 |" in md  # the accuracy table, baseline left out
-    assert "read at the argmax index" in md
+    assert "argmax cell corner (Table 7, the paper's convention)" in md

@@ -40,15 +40,21 @@ def test_without_cells_it_reads_around_the_argmax() -> None:
     assert not torch.equal(moved, head(fused, heatmap, cells))  # the window position matters
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step called without a Trainer
 def test_training_passes_the_true_cells_only_to_local_heads() -> None:
     codec = HIHCodec(64, 16, decimal_size=4)
     landmarks = torch.tensor([[[5.0, 63.9], [17.2, 0.1]]])
+    targets = codec.encode(landmarks)  # the cells come with the targets: computed once per batch
+    assert targets["cell"].dtype == torch.long
+    assert torch.equal(targets["cell"], torch.tensor([[[1, 15], [4, 0]]]))
+    assert torch.equal(targets["cell"], to_heatmap_coords(landmarks, 64, 16).cell)
     local = FaceAlignmentModule(build_net("hih_l", 2, channels=8, decimal_size=4, input_size=64, hourglass_depth=2, width=8), codec, norm_pair=(0, 1))
-    cells = local._train_cells(landmarks)
-    assert torch.equal(cells, torch.tensor([[[1, 15], [4, 0]]]))
-    assert torch.equal(cells, to_heatmap_coords(landmarks, 64, 16).cell)
+    seen = []
+    local.net.register_forward_pre_hook(lambda _, args: seen.append(args))
+    local.training_step({"image": torch.randn(1, 3, 64, 64), "landmarks": landmarks, "targets": targets}, 0)
+    assert len(seen) == 1 and seen[0][1] is targets["cell"]  # teacher-forced with the target cells
     paper = FaceAlignmentModule(build_net("hih_c", 2, channels=8, decimal_size=4, input_size=64, hourglass_depth=2, width=8), codec, norm_pair=(0, 1))
-    assert paper._train_cells(landmarks) is None
+    assert paper._train_cells(targets) is None
 
 
 def test_learns_the_decimal_map_from_ideal_heatmaps() -> None:
@@ -61,8 +67,7 @@ def test_learns_the_decimal_map_from_ideal_heatmaps() -> None:
     for _ in range(150):
         landmarks = torch.rand(16, n, 2) * (s - 16) + 8
         t = codec.encode(landmarks)
-        cells = to_heatmap_coords(landmarks, s, h).cell
-        loss = heatmap_l2(head(t["heatmap"], t["heatmap"], cells), t["decimal"], t["weight"])
+        loss = heatmap_l2(head(t["heatmap"], t["heatmap"], t["cell"]), t["decimal"], t["weight"])
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -120,3 +120,59 @@ def test_bad_configuration_and_shapes():
     del t["offset"]
     with pytest.raises(KeyError, match="'offset'"):
         compute_losses(ModelOutput([t["heatmap"]], torch.zeros(B, N, 2), "offset"), t)
+
+
+def _soft_cls_by_hand(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> float:
+    """The authors' decimal loss, one landmark at a time in plain Python: p = softmax(target),
+    q = softmax(pred) over the d * d cells, sum p (log p - log q) / (d * d), weighted mean."""
+    import math
+
+    total, wsum = 0.0, 0.0
+    for b in range(pred.shape[0]):
+        for n in range(pred.shape[1]):
+            if float(weight[b, n]) == 0:
+                continue  # not counted, and its maps may hold anything
+            x = [float(v) for v in pred[b, n].flatten()]
+            t = [float(v) for v in target[b, n].flatten()]
+            zx, zt = sum(math.exp(v) for v in x), sum(math.exp(v) for v in t)
+            kl = sum(math.exp(ti) / zt * ((ti - math.log(zt)) - (xi - math.log(zx))) for xi, ti in zip(x, t))
+            total += float(weight[b, n]) * kl / len(x)
+            wsum += float(weight[b, n])
+    return total / wsum
+
+
+def test_cls_soft_classification_by_hand():
+    t = _targets()
+    g = torch.Generator().manual_seed(3)
+    out = _perfect(t, "decimal", stacks=1)
+    # The prediction equal to the target, or shifted by a constant: softmax is the same -> zero.
+    for shift in (0.0, 5.0):
+        out.head = t["decimal"] + shift
+        assert compute_losses(out, t, {"decimal_loss": "cls"})["decimal"].item() == pytest.approx(0.0, abs=1e-7)
+    out.head = 3 * torch.randn(B, N, HO, HO, generator=g)
+    got = compute_losses(out, t, {"decimal_loss": "CLS"})["decimal"].item()
+    assert got > 0
+    assert got == pytest.approx(_soft_cls_by_hand(out.head, t["decimal"], t["weight"]), rel=1e-5)
+    # With every landmark counted it is torch's KL on the softmaxed rows over the element count.
+    flat = lambda x: x.reshape(-1, HO * HO)  # noqa: E731
+    ref = torch.nn.functional.kl_div(torch.log_softmax(flat(out.head), -1), torch.softmax(flat(t["decimal"]), -1), reduction="sum")
+    assert got == pytest.approx(ref.item() / out.head.numel(), rel=1e-5)
+    # Not the sum-normalised KL of decimal_loss="kl": the target's softmax is much flatter.
+    assert got != pytest.approx(compute_losses(out, t, {"decimal_loss": "kl"})["decimal"].item(), rel=1e-2)
+    # A weight-0 landmark (outside the input) is ignored, whatever its maps hold.
+    t["weight"][1, 2] = 0.0
+    out.head[1, 2] = 1e4
+    got = compute_losses(out, t, {"decimal_loss": "cls"})["decimal"].item()
+    assert got == pytest.approx(_soft_cls_by_hand(out.head, t["decimal"], t["weight"]), rel=1e-5)
+
+
+def test_stack_reduction_sum_or_mean():
+    t = _targets()
+    out = _perfect(t, None, stacks=3)
+    out.heatmaps[0] = out.heatmaps[0] + 0.5  # 0.25 on stack 0
+    out.heatmaps[2] = out.heatmaps[2] - 0.1  # 0.01 on stack 2
+    assert compute_losses(out, t, {})["heatmap"].item() == pytest.approx(0.26, rel=1e-5)
+    assert compute_losses(out, t, {"stack_reduction": "sum"})["heatmap"].item() == pytest.approx(0.26, rel=1e-5)
+    assert compute_losses(out, t, {"stack_reduction": "mean"})["heatmap"].item() == pytest.approx(0.26 / 3, rel=1e-5)
+    with pytest.raises(ValueError, match="stack_reduction"):
+        resolve_loss_weights({"stack_reduction": "max"})

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
+from hih.data.targets import EncodedLoaders
 from hih.models import ModelOutput, build_net
 from hih.module import FaceAlignmentModule
 from hih.optim import cosine, onecycle, step_decay
@@ -60,6 +61,11 @@ def _loader(size: int = 4, batch_size: int = 2, seed: int = 0) -> DataLoader:
     return DataLoader(RandomFaces(size, seed), batch_size=batch_size, shuffle=False)
 
 
+def _fit(trainer: L.Trainer, module: FaceAlignmentModule, train: DataLoader, val: DataLoader | None = None) -> None:
+    """Fit on plain loaders; EncodedLoaders adds the codec's targets on the device as FaceDataModule does."""
+    trainer.fit(module, datamodule=EncodedLoaders(module.codec, train=train, val=val))
+
+
 def _module(method: str, **kwargs) -> FaceAlignmentModule:
     head, make_codec = METHODS[method]
     torch.manual_seed(0)
@@ -103,7 +109,7 @@ def _metric_keys(prefix: str, suffix: str = "") -> set[str]:
 def test_fit_and_test_log_expected_keys(method):
     module = _module(method, stacks=2 if method == "hih_c" else 1)
     trainer = _trainer(fast_dev_run=True)
-    trainer.fit(module, train_dataloaders=_loader(), val_dataloaders=_loader(seed=1))
+    _fit(trainer, module, _loader(), _loader(seed=1))
     logged = set(trainer.callback_metrics)
     head_key = module.codec.head_key
     assert {"train/loss", "train/heatmap", "val/nme", "val/fr_10", "val/auc_10", "val/loss"} <= logged
@@ -114,7 +120,7 @@ def test_fit_and_test_log_expected_keys(method):
         assert {f"train/{head_metric.name}", f"val/{head_metric.name}", "val/nme_integer", f"val/{head_metric.gain}"} <= logged
     assert all(math.isfinite(trainer.callback_metrics[k].item()) for k in ("train/loss", "val/nme"))
 
-    results = trainer.test(module, dataloaders=_loader(seed=2), verbose=False)[0]
+    results = trainer.test(module, datamodule=EncodedLoaders(module.codec, test=_loader(seed=2)), verbose=False)[0]
     expected = _metric_keys("test")
     if head_key is not None:  # paper Table 7: the integer heatmap alone
         expected |= _metric_keys("test", "_integer")
@@ -191,7 +197,7 @@ def test_loss_falls_on_a_fixed_batch():
     module = _module("hih_c", optimizer=functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=1e-4))
     rec = _RecordLoss()
     trainer = _trainer(max_steps=20, limit_val_batches=0, callbacks=[rec])
-    trainer.fit(module, train_dataloaders=_loader(size=2, batch_size=2))
+    _fit(trainer, module, _loader(size=2, batch_size=2))
     assert len(rec.losses) == 20
     assert rec.losses[-1] < 0.5 * rec.losses[0], rec.losses
 
@@ -201,7 +207,7 @@ def test_step_schedule_with_warmup_counts_epochs():
     module = _module("baseline", scheduler=functools.partial(step_decay, step_size=2, gamma=0.1, warmup_steps=2))
     rec = _RecordLoss()
     trainer = _trainer(max_epochs=5, limit_val_batches=0, callbacks=[rec])
-    trainer.fit(module, train_dataloaders=_loader(size=4, batch_size=2))  # 2 steps per epoch
+    _fit(trainer, module, _loader(size=4, batch_size=2))  # 2 steps per epoch
     lr = 1e-3
     expected = [lr * 0.5, lr, lr, lr, lr * 0.1, lr * 0.1, lr * 0.1, lr * 0.1, lr * 0.01, lr * 0.01]
     assert rec.lrs == pytest.approx(expected)
@@ -214,7 +220,7 @@ def test_cosine_and_onecycle_schedules(kind):
     module = _module("baseline", scheduler=factory)
     rec = _RecordLoss()
     trainer = _trainer(max_steps=4, limit_val_batches=0, callbacks=[rec])
-    trainer.fit(module, train_dataloaders=_loader(size=4, batch_size=2))
+    _fit(trainer, module, _loader(size=4, batch_size=2))
     assert len(rec.lrs) == 4 and max(rec.lrs) <= 1e-3 + 1e-12
     if kind == "cosine":
         assert rec.lrs[1] == pytest.approx(1e-3) and rec.lrs[1] > rec.lrs[2] > rec.lrs[3]
@@ -240,7 +246,7 @@ def test_layout_hydra_configs_and_checkpoint(tmp_path):
     small = _module("hih_c", loss=cfg.loss_weights, optimizer=cfg.optimizer,
                     scheduler=OmegaConf.create({"_target_": "hih.optim.step_decay", "_partial_": True, "step_size": 1, "gamma": 0.5}))
     trainer = _trainer(max_steps=1, limit_val_batches=0)
-    trainer.fit(small, train_dataloaders=_loader(size=2))
+    _fit(trainer, small, _loader(size=2))
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     loaded = torch.load(path, weights_only=True)
@@ -269,7 +275,7 @@ def test_configuration_errors():
     module = FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), scheduler=functools.partial(step_decay, step_size=0))
     trainer = _trainer(max_steps=1, limit_val_batches=0)
     with pytest.raises(ValueError, match="step_size is in epochs and must be >= 1"):
-        trainer.fit(module, train_dataloaders=_loader(size=2))
+        _fit(trainer, module, _loader(size=2))
 
 
 def test_channels_last_and_compile_keep_outputs_and_keys():

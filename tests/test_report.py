@@ -94,7 +94,7 @@ def test_write_report(tmp_path):
     md = report.markdown.read_text()
     assert "4 runs: 2 completed, 1 failed, 1 not started." in md
     assert "| model.decimal_size=8 | hih_c | completed | 5.00 | 5.00 | 6.00 | 7.00 | 8.00 | 9.00 | 10.00 |" in md
-    assert "integer heatmap only (Table 7)" in md
+    assert "integer heatmap only, cell centre (beside Table 7" in md
     assert "ValueError: decimal_size too large" in md
     assert set(report.csvs) >= {"runs", "nme", "fr_10", "auc_10", "nme_integer"}
     assert (out / "nme.csv").read_text().splitlines()[0] == "run,model,status,Fullset,Pose,Exp.,Ill.,Mu.,Occ.,Blur"
@@ -132,3 +132,40 @@ def test_job_status_callback(tmp_path):
     assert status["status"] == "failed" and status["error"] == "ValueError: bad value" and "Traceback" in status["traceback"]
     cb.on_job_end(config=cfg, job_return=_Return())
     assert read_status(tmp_path)["status"] == "completed"
+
+
+def test_table7_uses_the_corner_convention_with_the_centre_beside_it(tmp_path):
+    """Runs that log both integer-only conventions: Table 7's tables read the argmax cell corner
+    (``*_integer_corner``), labelled as the paper's convention, and the centre tables follow."""
+    root = make_multirun(tmp_path / "sweep")
+    for num in (0, 1):
+        metrics = json.loads((root / str(num) / "metrics.json").read_text())
+        for key in [k for k in metrics if "_integer" in k]:
+            metric, _, subset = key.partition("/")[2].partition("/")
+            corner = metric.replace("_integer", "_integer_corner")
+            metrics["test/" + corner + (f"/{subset}" if subset else "")] = metrics[key] + 1.0  # corner: worse
+        (root / str(num) / "metrics.json").write_text(json.dumps(metrics))
+    runs = collect_runs(root)
+    _, corner = metric_table(runs, "nme_integer_corner")
+    _, centre = metric_table(runs, "nme_integer")
+    assert [r[3] for r in corner[:2]] == [5.5, 6.5] and [r[3] for r in centre[:2]] == [4.5, 5.5]
+    assert corner[2][2:4] == ["failed", None]  # no run drops out of the table
+
+    report = write_report(root)
+    md = report.markdown.read_text()
+    titles = [ln[3:] for ln in md.splitlines() if ln.startswith("## ")]
+    nme = [t for t in titles if t.startswith("NME")]
+    assert nme[1:] == [
+        "NME (%) ↓, integer heatmap only, argmax cell corner (Table 7, the paper's convention)",
+        "NME (%) ↓, integer heatmap only, cell centre (beside Table 7: not the paper's convention)",
+    ]
+    glance = titles.index("Table 7 at a glance: full-set NME (%) ↓, full decode against the integer heatmap only")
+    assert glance == titles.index(nme[1]) - 1  # heads the integer-only section
+    # full 4.0, corner 5.5, centre 4.5, ratio 5.5 / 4.0
+    assert "| model.decimal_size=4 | hih_c | completed | 4.00 | 5.50 | 4.50 | 1.38 |" in md
+    assert (tmp_path / "sweep" / "report" / "integer.csv").read_text().splitlines()[0] == (
+        "run,model,status,full decode,\"integer, corner (Table 7)\",\"integer, centre\",corner / full"
+    )
+    assert {"nme_integer_corner", "fr_10_integer_corner", "auc_10_integer_corner", "nme_integer"} <= set(report.csvs)
+    runs_md = md.split("## Runs")[1]
+    assert "| nme_integer_corner | nme_integer |" in runs_md.splitlines()[2]

@@ -4,9 +4,13 @@ Terms, each a per-landmark mean weighted by the target ``"weight"`` (B, N) so th
 outside the input do not count:
 
 - ``"heatmap"``: L2 between each stack's integer heatmap and the target, summed over stacks
-  (intermediate supervision, as in stacked hourglass training);
-- ``"decimal"`` (HIH): L2 on the decimal heatmap, or with ``decimal_loss="kl"`` the KL divergence
-  from the normalised target to the softmax of the predicted map (soft classification);
+  (intermediate supervision, as in stacked hourglass training), or averaged over them with
+  ``stack_reduction="mean"`` (the authors' code: one MSE over all stacks' maps);
+- ``"decimal"`` (HIH): L2 on the decimal heatmap (the paper), or a soft classification over its
+  d * d cells: ``decimal_loss="kl"`` is the KL divergence from the sum-normalised target to
+  softmax(prediction); ``decimal_loss="cls"`` is the authors' released loss, the KL divergence from
+  softmax(target) to softmax(prediction) averaged element-wise (divided by d * d); their config
+  weights it 0.05 (``head``) with ``stack_reduction="mean"``;
 - ``"offset"`` (WOV): L2 on the (B, N, 2) offset values;
 - ``"offset_map"`` (WOM): SmoothL1 on the (B, 2, H, W) offset map at the cells of ``"offset_mask"``.
 
@@ -23,10 +27,15 @@ from torch import Tensor
 
 from hih.models.output import ModelOutput
 
-__all__ = ["DEFAULT_LOSS_WEIGHTS", "compute_losses", "decimal_term", "offset_map_term", "offset_term", "resolve_loss_weights"]
+__all__ = ["DECIMAL_LOSSES", "DEFAULT_LOSS_WEIGHTS", "STACK_REDUCTIONS", "compute_losses", "decimal_soft_cls", "decimal_term", "offset_map_term", "offset_term", "resolve_loss_weights"]
 
-#: heatmap / head: multipliers of the two terms; decimal_loss: "l2" | "kl"; smooth_l1_beta: WOM's SmoothL1 beta.
-DEFAULT_LOSS_WEIGHTS: dict[str, object] = {"heatmap": 1.0, "head": 1.0, "decimal_loss": "l2", "smooth_l1_beta": 1.0}
+#: heatmap / head: multipliers of the two terms; decimal_loss: "l2" | "kl" | "cls"; stack_reduction:
+#: "sum" | "mean" of the per-stack heatmap L2; smooth_l1_beta: WOM's SmoothL1 beta.
+DEFAULT_LOSS_WEIGHTS: dict[str, object] = {
+    "heatmap": 1.0, "head": 1.0, "decimal_loss": "l2", "stack_reduction": "sum", "smooth_l1_beta": 1.0
+}
+DECIMAL_LOSSES = ("l2", "kl", "cls")
+STACK_REDUCTIONS = ("sum", "mean")
 
 
 def resolve_loss_weights(weights: Mapping[str, object] | None) -> dict[str, object]:
@@ -36,9 +45,10 @@ def resolve_loss_weights(weights: Mapping[str, object] | None) -> dict[str, obje
         if key not in DEFAULT_LOSS_WEIGHTS:
             raise ValueError(f"unknown loss weight {key!r}; expected keys {sorted(DEFAULT_LOSS_WEIGHTS)}")
         out[key] = value
-    if str(out["decimal_loss"]).lower() not in ("l2", "kl"):
-        raise ValueError(f"decimal_loss must be 'l2' or 'kl', got {out['decimal_loss']!r}")
-    out["decimal_loss"] = str(out["decimal_loss"]).lower()
+    for key, allowed in (("decimal_loss", DECIMAL_LOSSES), ("stack_reduction", STACK_REDUCTIONS)):
+        if str(out[key]).lower() not in allowed:
+            raise ValueError(f"{key} must be one of {allowed}, got {out[key]!r}")
+        out[key] = str(out[key]).lower()
     for key in ("heatmap", "head", "smooth_l1_beta"):
         out[key] = float(out[key])  # type: ignore[arg-type]
         if out[key] < 0:
@@ -79,6 +89,21 @@ def decimal_kl(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     return _landmark_mean(per_landmark, weight)
 
 
+def decimal_soft_cls(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """The authors' soft classification: KL(softmax(target) || softmax(pred)) over the h_o * w_o
+    cells, divided by h_o * w_o (their element-wise mean), then the weighted mean over landmarks.
+
+    softmax of the target (a Gaussian with peak 1) is a flat distribution that still peaks at the
+    target cell; an all-zero target (a landmark outside) is uniform, and its weight 0 drops it.
+    """
+    _check_same("decimal", pred, target)
+    cells = pred.shape[-1] * pred.shape[-2]
+    log_p = F.log_softmax(target.float().flatten(2), dim=-1)
+    log_q = F.log_softmax(pred.float().flatten(2), dim=-1)
+    per_landmark = (log_p.exp() * (log_p - log_q)).sum(-1) / cells
+    return _landmark_mean(per_landmark, weight)
+
+
 def offset_l2(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     """WOV: weighted L2 of (B, N, 2) offsets (mean over x and y)."""
     _check_same("offset", pred, target)
@@ -108,8 +133,8 @@ def _target(targets: Mapping[str, Tensor], key: str, head_key: str | None) -> Te
 
 # The heads' loss terms, as the method registry (hih.methods) names them: (pred, targets, weight, weights).
 def decimal_term(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor, weights: Mapping[str, object]) -> Tensor:
-    """HIH: L2 on the decimal heatmap, or KL with ``decimal_loss="kl"``."""
-    fn = decimal_kl if weights["decimal_loss"] == "kl" else heatmap_l2
+    """HIH: L2 on the decimal heatmap, or ``decimal_loss="kl"`` / ``"cls"`` (soft classification)."""
+    fn = {"l2": heatmap_l2, "kl": decimal_kl, "cls": decimal_soft_cls}[str(weights["decimal_loss"])]
     return fn(pred, _target(targets, "decimal", "decimal"), weight)
 
 
@@ -146,7 +171,8 @@ def compute_losses(output: ModelOutput, targets: Mapping[str, Tensor], weights: 
         raise ValueError(f"targets['weight'] must be (B, N) = {tuple(target_heatmap.shape[:2])}, got {tuple(weight.shape)}")
     weight = weight.float()
 
-    terms: dict[str, Tensor] = {"heatmap": sum(heatmap_l2(h, target_heatmap, weight) for h in output.heatmaps)}  # type: ignore[dict-item]
+    per_stack = torch.stack([heatmap_l2(h, target_heatmap, weight) for h in output.heatmaps])
+    terms: dict[str, Tensor] = {"heatmap": per_stack.mean() if w["stack_reduction"] == "mean" else per_stack.sum()}
     total = w["heatmap"] * terms["heatmap"]
 
     key = output.head_key

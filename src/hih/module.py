@@ -1,7 +1,11 @@
-"""The LightningModule: encode landmarks on the device, train with intermediate supervision, evaluate.
+"""The LightningModule: train with intermediate supervision on the DataModule's targets, decode, evaluate.
 
 Batches follow docs/contracts.md: ``{"image": (B, 3, S, S), "landmarks": (B, N, 2), "subsets": (B, K)
-bool, "index": (B,)}``. Targets are built here by the codec (never in the DataLoader). Logged keys:
+bool, "index": (B,)}``, plus ``"targets"`` in fit / validate / test: the codec's targets (``Codec.encode``),
+built on the device by the DataModule's ``on_after_batch_transfer`` (:mod:`hih.data.targets`; plain
+DataLoaders: :class:`hih.data.targets.EncodedLoaders`). This module never encodes: it reads the
+targets and decodes, and refuses at setup a DataModule whose codec is configured otherwise. Without
+targets, validation and test log no loss and no head metric. Logged keys:
 ``train/loss`` and each loss term; ``val/loss``, ``val/nme`` (the checkpoint monitor), ``val/fr_10``,
 ``val/auc_10``; ``test/nme``, ``test/fr_10``, ``test/auc_10`` and ``test/<metric>/<subset>``; for codecs
 with a compensation head also the integer-heatmap-only ``test/nme_integer``, ``test/fr_10_integer``,
@@ -30,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from hih.codecs.base import Codec
-from hih.codecs.common import to_heatmap_coords
+from hih.data.targets import TARGETS_KEY
 from hih.losses import compute_losses, resolve_loss_weights
 from hih.methods import head_output
 from hih.metrics import FaceAlignmentMetrics, HeadMetricMeter, PerFaceResults
@@ -164,39 +168,58 @@ class FaceAlignmentModule(L.LightningModule):
             raise ValueError(f"norm_pair must be two landmark indices, got {norm_pair!r}")
         return (int(norm_pair[0]), int(norm_pair[1])), tuple(str(s) for s in subset_names)
 
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        self.check_codec(getattr(self._trainer, "datamodule", None))
+
+    def check_codec(self, datamodule: Any) -> None:
+        """Refuse a DataModule that encodes with another codec configuration than the one this module decodes."""
+        theirs = getattr(datamodule, "codec", None)
+        if theirs is None:
+            return
+        if not isinstance(theirs, Codec) or theirs.config() != self.codec.config():
+            raise ValueError(
+                f"the DataModule encodes labels with {theirs!r} but the model decodes with {self.codec!r}: both must be "
+                "the same codec configuration (the configs give data.datamodule.codec: ${model.codec}; override model.codec.*)"
+            )
+
     # ------------------------------------------------------------------ forward / steps
     def forward(self, image: Tensor, cells: Tensor | None = None) -> ModelOutput:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         return self.net(image, cells) if cells is not None else self.net(image)
 
-    def _train_cells(self, landmarks: Tensor) -> Tensor | None:
-        """Ground-truth integer cells floor(u) for heads that read around them (HIH_L), else None."""
-        if not getattr(self.net, "wants_cells", False):
-            return None
-        return to_heatmap_coords(landmarks, self.codec.input_size, self.codec.heatmap_size).cell
+    def _train_cells(self, targets: Mapping[str, Tensor]) -> Tensor | None:
+        """Ground-truth integer cells floor(u) (the codec's "cell" target) for heads that read around them (HIH_L)."""
+        return targets["cell"] if getattr(self.net, "wants_cells", False) else None
 
-    def _targets(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The codec's targets of ``batch``: the one place the steps read them from."""
-        with torch.no_grad():
-            return self.codec.encode(batch["landmarks"])
+    def _targets(self, batch: Mapping[str, Any], required: bool = True) -> Mapping[str, Tensor] | None:
+        """The codec's targets the DataModule added to ``batch`` on this device: the one place the steps
+        read them from. None when absent and not ``required`` (evaluation on coordinate-only batches)."""
+        targets = batch.get(TARGETS_KEY)
+        if targets is None and required:
+            raise KeyError(
+                f"training batches must carry the codec's targets under {TARGETS_KEY!r}, got keys {sorted(batch)}: "
+                "FaceDataModule(codec=...) adds them on the device; wrap plain DataLoaders in "
+                "hih.data.targets.EncodedLoaders(module.codec, train=..., val=..., test=...)"
+            )
+        return targets
 
     def _losses(self, output: ModelOutput, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return compute_losses(output, targets, self.loss_weights)
 
     def _score_head(self, meter: HeadMetricMeter, output: ModelOutput, targets: Mapping[str, Tensor], batch: Mapping[str, Tensor], subsets: Tensor | None = None) -> None:
         """Add the batch's per-landmark head scores (the registry's head metric) to ``meter``."""
-        cells = to_heatmap_coords(batch["landmarks"], self.codec.input_size, self.codec.heatmap_size).cell
-        meter.update(*self.head_metric.score(output.head, targets, cells), subsets)
+        meter.update(*self.head_metric.score(output.head, targets, targets["cell"]), subsets)
 
     def _decode(self, output: ModelOutput) -> Tensor:
         return self.codec.decode(output.for_codec()).float()
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        cells = self._train_cells(batch["landmarks"])
+        targets = self._targets(batch)
+        cells = self._train_cells(targets)
         # forward(image) alone unless the head needs the cells: subclasses may override forward(image).
         output = self(batch["image"]) if cells is None else self(batch["image"], cells)
-        targets = self._targets(batch)
         losses = self.train_losses = self._losses(output, targets)
         if self.head_metric is not None:
             self._score_head(self.train_head_meter, output, targets, batch)
@@ -216,12 +239,13 @@ class FaceAlignmentModule(L.LightningModule):
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         output = self(batch["image"])
         bs = batch["image"].shape[0]
-        targets = self._targets(batch)
-        self.log("val/loss", self._losses(output, targets)["loss"], on_epoch=True, batch_size=bs, sync_dist=True)
+        targets = self._targets(batch, required=False)
+        if targets is not None:
+            self.log("val/loss", self._losses(output, targets)["loss"], on_epoch=True, batch_size=bs, sync_dist=True)
         self.val_metrics.update(self._decode(output), batch["landmarks"])
         if self.val_integer_metrics is not None:
             self.val_integer_metrics.update(self.codec.decode_integer(output.heatmaps[-1], anchor="centre"), batch["landmarks"])
-        if self.head_metric is not None:
+        if self.head_metric is not None and targets is not None:
             self._score_head(self.val_head_meter, output, targets, batch)
 
     def on_validation_epoch_end(self) -> None:
@@ -238,7 +262,7 @@ class FaceAlignmentModule(L.LightningModule):
             self.val_integer_metrics.reset()
             if self.head_metric is not None:
                 self.log(f"val/{self.head_metric.gain}", nme_integer - nme)
-        if self.head_metric is not None:
+        if self.head_metric is not None and self.val_head_meter.update_called:  # not without targets
             self.log(f"val/{self.head_metric.name}", self.val_head_meter.compute()[""].float())
             self.val_head_meter.reset()
 
@@ -257,8 +281,9 @@ class FaceAlignmentModule(L.LightningModule):
             heatmap = output.heatmaps[-1]
             self.test_integer_metrics.update(self.codec.decode_integer(heatmap, anchor="centre"), target, subsets)
             self.test_integer_corner_metrics.update(self.codec.decode_integer(heatmap, anchor="corner"), target, subsets)
-        if self.head_metric is not None:
-            self._score_head(self.test_head_meter, output, self._targets(batch), batch, subsets)
+        targets = self._targets(batch, required=False)
+        if self.head_metric is not None and targets is not None:
+            self._score_head(self.test_head_meter, output, targets, batch, subsets)
         self.test_results.update(pred, target, subsets, batch.get("index"))
 
     def on_test_epoch_end(self) -> None:
@@ -273,7 +298,7 @@ class FaceAlignmentModule(L.LightningModule):
                 # What the head adds beyond centring (0 for a head that learned nothing), per subset too.
                 for subset in ("", *(f"/{s}" for s in self.subset_names)):
                     values[f"test/{self.head_metric.gain}{subset}"] = values[f"test/nme_integer{subset}"] - values[f"test/nme{subset}"]
-        if self.head_metric is not None:
+        if self.head_metric is not None and self.test_head_meter.update_called:  # not without targets
             values.update({f"test/{self.head_metric.name}{k}": v.float() for k, v in self.test_head_meter.compute().items()})
             self.test_head_meter.reset()
         self.log_dict(values)

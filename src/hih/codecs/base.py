@@ -7,7 +7,10 @@ Shapes (B batch, N landmarks, H x W heatmap, h_o x w_o decimal heatmap):
 - ``encode(landmarks)`` returns a dict of target tensors. Keys used across the suite:
   ``"heatmap"`` (B, N, H, W) integer heatmap; ``"decimal"`` (B, N, h_o, w_o);
   ``"offset"`` (B, N, 2) offset values in heatmap cells; ``"offset_map"`` (B, 2, H, W);
-  ``"offset_mask"`` (B, 1, H, W); ``"weight"`` (B, N) 1 for landmarks inside the input.
+  ``"offset_mask"`` (B, 1, H, W); ``"weight"`` (B, N) 1 for landmarks inside the input;
+  ``"cell"`` (B, N, 2) long, (x, y) integer cell floor(u) (eq. 1) clipped into the heatmap, which
+  every built-in codec returns: HIH_L is teacher-forced with it, so the heatmap coordinates are
+  computed once per batch.
 - ``decode(outputs)`` takes a mapping with ``"heatmap"`` (B, N, H, W) and, for codecs
   with a compensation head, the head's key (``head_key``); returns (B, N, 2) in
   input-image pixels.
@@ -35,6 +38,11 @@ class Codec(ABC):
         self.input_size = int(input_size)
         self.heatmap_size = int(heatmap_size)
         self.stride = self.input_size // self.heatmap_size
+
+    def config(self) -> dict[str, object]:
+        """The codec's configuration: class and constructor state. Equal configs encode and decode alike
+        (FaceAlignmentModule compares its own with the DataModule's at setup)."""
+        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", **vars(self)}
 
     @abstractmethod
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]: ...

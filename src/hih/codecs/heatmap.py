@@ -24,7 +24,7 @@ DEFAULT_SOFT_ARGMAX_BETA = 15.0
 class HeatmapCodec(Codec):
     """Gaussian heatmap per landmark (paper eq. 3) decoded by one of four classic decoders.
 
-    encode(landmarks (B, N, 2)) -> {"heatmap": (B, N, H, W), "weight": (B, N)}: at heatmap coordinate
+    encode(landmarks (B, N, 2)) -> {"heatmap": (B, N, H, W), "cell": (B, N, 2), "weight": (B, N)}: at heatmap coordinate
     u = x / stride, value exp(-d^2 / 2 sigma^2) with d from each cell centre (j + 0.5) to u, zero where
     the L-inf distance exceeds 3 sigma; built separably (outer product of two 1-D Gaussians).
     decode({"heatmap": (B, N, H, W)}) -> (B, N, 2) input pixels, by ``decoder``:
@@ -49,7 +49,7 @@ class HeatmapCodec(Codec):
     """
 
     head_key = None
-    target_keys = ("heatmap", "weight")
+    target_keys = ("heatmap", "cell", "weight")
 
     def __init__(
         self,
@@ -84,9 +84,13 @@ class HeatmapCodec(Codec):
         )
 
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
-        """landmarks (B, N, 2) input pixels -> {"heatmap": (B, N, H, W), "weight": (B, N)}."""
+        """landmarks (B, N, 2) input pixels -> {"heatmap": (B, N, H, W), "cell": (B, N, 2) long, "weight": (B, N)}."""
         coords = to_heatmap_coords(landmarks, self.input_size, self.heatmap_size)
-        return {"heatmap": integer_heatmap(coords, self.heatmap_size, self.sigma, self.integer_target), "weight": coords.weight}
+        return {
+            "heatmap": integer_heatmap(coords, self.heatmap_size, self.sigma, self.integer_target),
+            "cell": coords.cell,
+            "weight": coords.weight,
+        }
 
     def decode_heatmap(self, heatmap: Tensor) -> Tensor:
         """(B, N, H, W) -> (B, N, 2) heatmap coordinates with this codec's decoder."""

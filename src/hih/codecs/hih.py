@@ -28,7 +28,7 @@ DECIMAL_QUANTIZERS = ("floor", "round")
 class HIHCodec(Codec):
     """Integer heatmap (as :class:`HeatmapCodec`) plus a decimal heatmap that refines its argmax cell.
 
-    encode(landmarks (B, N, 2)) -> {"heatmap": (B, N, H, W), "decimal": (B, N, d, d), "weight": (B, N)},
+    encode(landmarks (B, N, 2)) -> {"heatmap": (B, N, H, W), "decimal": (B, N, d, d), "cell": (B, N, 2), "weight": (B, N)},
     d = decimal_size: with u = x / stride, offset o = u - floor(u) (eq. 1), decimal cell
     o* = floor(o * d) (eq. 2), and the decimal heatmap is a Gaussian of ``decimal_sigma`` cells peaked
     on cell o*, zero where the L-inf distance exceeds 3 decimal_sigma (eq. 3). Rows are y, columns x.
@@ -68,7 +68,7 @@ class HIHCodec(Codec):
     """
 
     head_key = "decimal"
-    target_keys = ("heatmap", "decimal", "weight")
+    target_keys = ("heatmap", "decimal", "cell", "weight")
 
     def __init__(
         self,
@@ -107,7 +107,10 @@ class HIHCodec(Codec):
         )
 
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
-        """landmarks (B, N, 2) -> {"heatmap": (B, N, H, W), "decimal": (B, N, d, d), "weight": (B, N)}."""
+        """landmarks (B, N, 2) -> {"heatmap": (B, N, H, W), "decimal": (B, N, d, d), "cell": (B, N, 2) long, "weight": (B, N)}.
+
+        "cell" is floor(u) (eq. 1), the integer cell HIH_L's decimal head is teacher-forced with.
+        """
         coords = to_heatmap_coords(landmarks, self.input_size, self.heatmap_size)
         d = self.decimal_size
         # floor: clamp guards o * d rounding up to d when o is one ulp below 1 and d is not a power
@@ -117,6 +120,7 @@ class HIHCodec(Codec):
         return {
             "heatmap": integer_heatmap(coords, self.heatmap_size, self.sigma, self.integer_target),
             "decimal": render_gaussian(o_star, d, self.decimal_sigma, 0.0, coords.dtype),
+            "cell": coords.cell,
             "weight": coords.weight,
         }
 

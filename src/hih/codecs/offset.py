@@ -41,20 +41,21 @@ class _OffsetBase(Codec):
 class OffsetValueCodec(_OffsetBase):
     """WOV: integer heatmap plus one (x, y) offset value per landmark.
 
-    encode(landmarks (B, N, 2)) -> {"heatmap": (B, N, H, W), "offset": (B, N, 2), "weight": (B, N)},
+    encode(landmarks (B, N, 2)) -> {"heatmap": (B, N, H, W), "offset": (B, N, 2), "cell": (B, N, 2), "weight": (B, N)},
     offset = u - floor(u) in [0, 1) heatmap cells (eq. 1), u = x / stride (after clipping).
     decode({"heatmap", "offset": (B, N, 2)}) -> (argmax cell + offset) * stride, (B, N, 2) input pixels.
     Ideal-condition error: 0 up to float rounding.
     """
 
     head_key = "offset"
-    target_keys = ("heatmap", "offset", "weight")
+    target_keys = ("heatmap", "offset", "cell", "weight")
 
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
         coords = to_heatmap_coords(landmarks, self.input_size, self.heatmap_size)
         return {
             "heatmap": integer_heatmap(coords, self.heatmap_size, self.sigma, self.integer_target),
             "offset": coords.offset.to(coords.dtype),
+            "cell": coords.cell,
             "weight": coords.weight,
         }
 
@@ -72,7 +73,7 @@ class OffsetMapCodec(_OffsetBase):
     """WOM (CornerNet style): integer heatmap plus one 2-channel offset map shared by all landmarks.
 
     encode(landmarks (B, N, 2)) -> {"heatmap": (B, N, H, W), "offset_map": (B, 2, H, W),
-    "offset_mask": (B, 1, H, W), "weight": (B, N)}. Channel 0 holds the x offset, channel 1 the y
+    "offset_mask": (B, 1, H, W), "cell": (B, N, 2), "weight": (B, N)}. Channel 0 holds the x offset, channel 1 the y
     offset, u - floor(u) in [0, 1) cells, at each landmark's cell floor(u); the mask is 1 there.
     Only landmarks inside the input (weight 1) are written: a clipped outside landmark would
     otherwise overwrite a border cell that a visible landmark may own.
@@ -87,7 +88,7 @@ class OffsetMapCodec(_OffsetBase):
     """
 
     head_key = "offset_map"
-    target_keys = ("heatmap", "offset_map", "offset_mask", "weight")
+    target_keys = ("heatmap", "offset_map", "offset_mask", "cell", "weight")
 
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
         coords = to_heatmap_coords(landmarks, self.input_size, self.heatmap_size)
@@ -105,6 +106,7 @@ class OffsetMapCodec(_OffsetBase):
             "heatmap": integer_heatmap(coords, hw, self.sigma, self.integer_target),
             "offset_map": offset_map.view(b, 2, hw, hw).to(coords.dtype),
             "offset_mask": (counts > 0).view(b, 1, hw, hw).to(coords.dtype),
+            "cell": coords.cell,
             "weight": coords.weight,
         }
 

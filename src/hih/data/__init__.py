@@ -30,7 +30,7 @@ __all__ = [
 # Transforms, geometry, the Dataset and the DataModule belong to another part of the package and
 # pull in torch / Lightning; they are resolved lazily (PEP 562) so that importing the readers,
 # layouts or the synthetic generator stays cheap (and forked generator workers stay light).
-_LAZY_MODULES = ("geometry", "transforms", "dataset", "datamodule")
+_LAZY_MODULES = ("geometry", "transforms", "dataset", "datamodule", "targets")
 
 
 def __getattr__(name: str):

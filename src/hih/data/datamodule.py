@@ -1,8 +1,10 @@
-"""The LightningDataModule: splits, datasets and loaders for one face dataset.
+"""The LightningDataModule: splits, datasets and loaders for one face dataset, and the label encoding.
 
 Loaders ship images and landmark coordinates only (see ``docs/contracts.md``): a batch is
 ``{"image": (B, 3, S, S) float32, "landmarks": (B, N, 2) float32, "subsets": (B, K) bool,
-"index": (B,) int64}``; the LightningModule builds heatmaps on its device.
+"index": (B,) int64}``. Once Lightning has moved a fit / validate / test batch to the training device,
+``on_after_batch_transfer`` adds ``"targets"``: the codec's ``encode(landmarks)`` built there
+(:mod:`hih.data.targets`), never in the loader workers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hih.data.layouts import Layout, get_layout
 from hih.data.readers import DATASET_LAYOUTS, read_dataset
 from hih.data.geometry import CROP_FROM
 from hih.data.records import FaceRecord
+from hih.data.targets import add_targets, encodes_now
 from hih.data.transforms import AugmentConfig
 
 __all__ = ["FaceDataModule"]
@@ -57,6 +60,10 @@ class FaceDataModule(L.LightningDataModule):
         "common", "challenge").
     drop_last: drop the last incomplete training batch (BatchNorm dislikes tiny batches);
         ignored when the training set is smaller than one batch.
+    codec: the model's codec (:class:`hih.codecs.base.Codec`; the Hydra configs give it
+        ``${model.codec}``): fit / validate / test batches get ``batch["targets"] = codec.encode(landmarks)``
+        on the device they were moved to. None: batches keep coordinates only (enough for test,
+        predict and plots; FaceAlignmentModule cannot train on them).
     """
 
     def __init__(
@@ -84,6 +91,7 @@ class FaceDataModule(L.LightningDataModule):
         train_split: str = "train",
         test_split: str = "test",
         drop_last: bool = True,
+        codec: Any = None,
     ):
         super().__init__()
         self.dataset_name = str(dataset).strip().lower()
@@ -119,7 +127,10 @@ class FaceDataModule(L.LightningDataModule):
         self.val_fraction, self.val_seed = float(val_fraction), int(val_seed)
         self.train_split, self.test_split = train_split, test_split
         self.drop_last = bool(drop_last)
-        self.save_hyperparameters(logger=False)  # into checkpoints; not logged (keys may clash with the module's)
+        self.codec = codec
+        # Into checkpoints; not logged (keys may clash with the module's). The codec is an object
+        # (checkpoints load with weights_only=True); the module's own hparams and config record it.
+        self.save_hyperparameters(ignore=["codec"], logger=False)
 
         self.train_set: FaceDataset | None = None
         self.val_set: FaceDataset | None = None
@@ -161,6 +172,10 @@ class FaceDataModule(L.LightningDataModule):
             self.test_set = self._dataset(self.read_split(self.test_split), train=False)
         if self.val_fraction == 0:
             self.val_set = self.test_set
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Add the codec's targets on the batch's device (not for predict; see :mod:`hih.data.targets`)."""
+        return add_targets(batch, self.codec) if encodes_now(self.trainer) else batch
 
     def read_split(self, split: str) -> list[FaceRecord]:
         """The records of one split (train, test; 300W also common, challenge, full, private)."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from hih.codecs.common import argmax_2d, to_heatmap_coords
+from hih.codecs.common import argmax_2d
 from hih.codecs.offset import OffsetValueCodec
 from hih.methods import Method, register
 from hih.metrics import HeadMetric, offset_error_map
@@ -53,8 +53,7 @@ class LocalOffsetCodec(OffsetValueCodec):
 
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
         t = super().encode(landmarks)
-        cell = to_heatmap_coords(landmarks, self.input_size, self.heatmap_size).cell
-        return {"heatmap": t["heatmap"], KEY: t["offset"], "cell": cell, "weight": t["weight"]}
+        return {"heatmap": t["heatmap"], KEY: t["offset"], "cell": t["cell"], "weight": t["weight"]}
 
     def decode(self, outputs: Mapping[str, Tensor]) -> Tensor:
         heatmap, maps = outputs["heatmap"], outputs[KEY]
