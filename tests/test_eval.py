@@ -186,6 +186,27 @@ def test_the_checkpoint_carries_its_config_in_plain_types(trained):
         assert record["model"]["net"]["input_size"] == 64  # resolved: the architecture as trained
         assert record["data"]["input_size"] == 64 and record["data"]["heatmap_size"] == 16
         assert record["data"]["datamodule"]["root"] == "${paths.data_dir}/synthetic"  # the evaluating machine's folder
+        assert record["data"]["datamodule"]["codec"] == "${oc.select:model.codec,null}"  # the model eval builds
+        assert record["labels"]["crop_from"] == "box" and record["model"]["codec"]["integer_target"] == "subpixel"
+
+
+def test_the_checkpoints_label_settings_give_the_crop(trained, tmp_path):
+    import torch
+
+    from hih.checkpoints import CONFIG_KEY, config_from_checkpoint
+
+    run, _, _ = trained
+    state = torch.load(best_checkpoint(run), map_location="cpu", weights_only=True)
+    state[CONFIG_KEY]["labels"].update(crop_from="landmarks", crop_scale=1.2)  # as if trained with labels=authors
+    ckpt = tmp_path / "authors.ckpt"
+    torch.save(state, ckpt)
+    cfg = compose("eval", [f"ckpt_path={ckpt}"], output_dir=tmp_path)
+    config_from_checkpoint(cfg, ckpt, cfg.cli_overrides)
+    assert cfg.data.datamodule.crop_from == "landmarks" and cfg.data.datamodule.crop_scale == 1.2
+    # A detector-like test of the same checkpoint: the command line's crop.
+    cfg = compose("eval", [f"ckpt_path={ckpt}", "labels.crop_from=box", "labels.crop_scale=1.25"], output_dir=tmp_path)
+    config_from_checkpoint(cfg, ckpt, cfg.cli_overrides)
+    assert cfg.data.datamodule.crop_from == "box" and cfg.data.datamodule.crop_scale == 1.25
 
 
 def test_eval_predict_and_export_need_only_the_checkpoint(trained, tmp_path):

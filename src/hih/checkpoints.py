@@ -75,19 +75,37 @@ _CODEC_SHAPES = ("_target_", "input_size", "heatmap_size", "decimal_size")
 _GEOMETRY = ("input_size", "heatmap_size", "num_landmarks")
 
 
-def describe(cfg) -> dict:
-    """What a checkpoint needs to rebuild its model: ``{"model": ..., "data": ...}`` in plain types.
+#: Interpolations a checkpoint's data config keeps: the evaluating machine's folders, the model
+#: (codec) the evaluation builds, and the label settings (the crop), which the record holds resolved.
+_KEPT_REFERENCES = ("paths.", "model.", "labels.")
 
-    ``model`` is resolved (the architecture is fixed once trained). ``data`` keeps its interpolations
-    (``root: ${paths.data_dir}/WFLW``), so the machine that evaluates uses its own data folder, except
-    its name, layout and the geometry keys, which are resolved.
+
+def describe(cfg) -> dict:
+    """What a checkpoint needs to rebuild its model: ``{"model", "data", "labels"}`` in plain types.
+
+    ``model`` and ``labels`` are resolved (fixed once trained). ``data`` is resolved except for the
+    interpolations into ``paths`` (``root: ${paths.data_dir}/WFLW``: the evaluating machine's folder),
+    ``model`` (the DataModule's codec) and ``labels`` (the crop, so ``labels.crop_from=box`` at
+    evaluation tests another crop).
     """
     from omegaconf import OmegaConf
 
-    data = OmegaConf.to_container(cfg.data, resolve=False)
-    for key in ("name", "layout", *_GEOMETRY):
-        data[key] = OmegaConf.select(cfg, f"data.{key}")
-    return {"model": OmegaConf.to_container(cfg.model, resolve=True), "data": data}
+    record = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "data": _keep_references(OmegaConf.to_container(cfg.data, resolve=False), OmegaConf.to_container(cfg.data, resolve=True)),
+    }
+    if "labels" in cfg:
+        record["labels"] = OmegaConf.to_container(cfg.labels, resolve=True)
+    return record
+
+
+def _keep_references(raw, resolved):
+    """``resolved``, except the leaves of ``raw`` that interpolate one of :data:`_KEPT_REFERENCES`."""
+    if isinstance(raw, dict) and isinstance(resolved, dict):
+        return {k: _keep_references(raw[k], resolved[k]) for k in raw}
+    if isinstance(raw, str) and "${" in raw and any(ref in raw for ref in _KEPT_REFERENCES):
+        return raw
+    return resolved
 
 
 class ConfigInCheckpoint(Callback):
@@ -122,6 +140,7 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     which apply to the checkpoint's model, and ``model=X`` for a method on the same network (a
     baseline checkpoint decoded as ``model=wsm`` / ``dark`` / ``soft_argmax``). ``data=X`` / ``experiment=X`` keep the composed data (a
     cross-dataset test) with the checkpoint's input and heatmap size, if its landmark count matches.
+    The label settings (``labels``: the crop) are the checkpoint's unless the command line sets them.
     A checkpoint without a config (written before checkpoints carried one) leaves ``cfg`` as
     composed: pass the training run's overrides by hand.
     """
@@ -156,18 +175,20 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
         )
     chose_data = any(k in ("data", "experiment") for k in keys)
     with open_dict(cfg):
+        # The training run's label settings (its crop), unless the command line picks them.
+        if "labels" in ckpt and "labels" in cfg and not any(k in ("labels", "experiment") for k in keys):
+            cfg.labels = ckpt.labels
+            _reapply(cfg, composed, keys, "labels.")
+        codec = _plain(cfg.model.codec) if redecode else None  # read with the labels now in place
         cfg.model = ckpt.model
         if redecode:  # the checkpoint's network; the chosen method's name, codec and loss at its geometry
-            codec = _plain(composed.model.codec)
             codec.update({k: v for k, v in ckpt.model.codec.items() if k in _CODEC_SHAPES[1:]})
             cfg.model.name, cfg.model.codec, cfg.model.loss = composed.model.name, codec, _plain(composed.model.loss)
         for key in decoding:
             OmegaConf.update(cfg, key, _plain(OmegaConf.select(composed, key)), force_add=True)
         if not chose_data:
             cfg.data = ckpt.data
-            for key in keys:  # data.KEY=V leaves of the command line still apply
-                if key.startswith("data.") and OmegaConf.select(composed, key) is not None:
-                    OmegaConf.update(cfg, key, OmegaConf.select(composed, key), force_add=True)
+            _reapply(cfg, composed, keys, "data.")  # data.KEY=V leaves of the command line still apply
         elif int(cfg.data.num_landmarks) != int(ckpt.data.num_landmarks):
             raise CheckpointMismatchError(
                 f"checkpoint {ckpt_path} predicts {ckpt.data.num_landmarks} landmarks ({ckpt.data.name}), but "
@@ -180,6 +201,15 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
         + "".join(f"; {k}={OmegaConf.select(cfg, k)}" for k in decoding)
     )
     return cfg
+
+
+def _reapply(cfg, composed, keys: list[str], prefix: str) -> None:
+    """Set each command-line key under ``prefix`` to its composed value (after a checkpoint's part replaced it)."""
+    from omegaconf import OmegaConf
+
+    for key in keys:
+        if key.startswith(prefix) and OmegaConf.select(composed, key) is not None:
+            OmegaConf.update(cfg, key, _plain(OmegaConf.select(composed, key)), force_add=True)
 
 
 def _override_key(override: str) -> str:
