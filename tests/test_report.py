@@ -32,7 +32,7 @@ def make_multirun(root: Path) -> Path:
     """A decimal-resolution sweep of 4 jobs as Hydra writes it: 4x4 and 8x8 finished, 16x16 failed
     (status.json), 32x32 never started; plus the multirun.yaml describing the grid."""
     root.mkdir(parents=True, exist_ok=True)
-    common = ["+sweep=decimal", "trainer.max_epochs=1"]
+    common = ["sweep=decimal", "trainer.max_epochs=1"]
     hydra = {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
                          "max_batch_size": None, "params": {"model.decimal_size": ",".join(map(str, SIZES))}},
              "overrides": {"task": common}}

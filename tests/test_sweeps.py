@@ -41,7 +41,7 @@ def _compose(overrides: list[str]):
 )
 def test_sweep_configs_compose(sweep, params):
     for experiment in ("quickstart", "paper/wflw"):
-        cfg = _compose([f"experiment={experiment}", f"+sweep={sweep}"])
+        cfg = _compose([f"experiment={experiment}", f"sweep={sweep}"])
         assert dict(cfg.hydra.sweeper.params) == params
         assert cfg.sweep_name == sweep
         assert cfg.hydra.callbacks.job_status._target_ == "hih.analysis.report.SweepCallback"
@@ -53,12 +53,12 @@ def test_sweep_configs_compose(sweep, params):
 def test_every_swept_value_composes():
     # Each job of each sweep must compose (a typo in a model name would only fail on the cluster).
     for sweep in ("heads", "stacks", "integer", "decimal"):
-        params = dict(_compose([f"+sweep={sweep}"]).hydra.sweeper.params)
+        params = dict(_compose([f"sweep={sweep}"]).hydra.sweeper.params)
         keys = list(params)
         first = {k: params[k].split(",") for k in keys}
         for k in keys:
             for v in first[k]:
-                cfg = _compose([f"+sweep={sweep}", f"{k}={v}"])
+                cfg = _compose([f"sweep={sweep}", f"{k}={v}"])
                 assert cfg.model.name in {"baseline", "wsm", "wov", "wom", "hih_c", "hih_t", "hih_l"}
 
 
@@ -102,7 +102,7 @@ def test_slurm_sweep_submits_multinode_array(tmp_path):
         (fake / tool).chmod((fake / tool).stat().st_mode | stat.S_IEXEC)
     env = {**_env(tmp_path), "PATH": f"{fake}:{os.environ['PATH']}"}
     proc = subprocess.run(
-        [str(VENV_BIN / "hih-train"), "-m", "+sweep=heads", "hydra/launcher=slurm", "trainer=ddp_multinode",
+        [str(VENV_BIN / "hih-train"), "-m", "sweep=heads", "hydra/launcher=slurm", "trainer=ddp_multinode",
          "hydra.launcher.partition=gpu", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
@@ -125,7 +125,7 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
     builds), then hih-report: every run is a row and the failed one says why."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [str(VENV_BIN / "hih-train"), "-m", "+sweep=heads", 'hydra.sweeper.params.model="baseline,wsm,wov"',
+        [str(VENV_BIN / "hih-train"), "-m", "sweep=heads", 'hydra.sweeper.params.model="baseline,wsm,wov"',
          "model.head_width=-3", *TINY, f"hydra.sweep.dir={sweep}"],
         env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=400,
     )
@@ -170,7 +170,7 @@ def test_multirun_ends_without_a_callback_warning(tmp_path):
     AttributeError' at the end of every multirun."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [str(VENV_BIN / "hih-train"), "-m", "+sweep=heads", "hydra.sweeper.params.model=baseline",
+        [str(VENV_BIN / "hih-train"), "-m", "sweep=heads", "hydra.sweeper.params.model=baseline",
          "train=false", "test=false", *TINY, f"hydra.sweep.dir={sweep}"],
         env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )

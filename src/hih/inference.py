@@ -76,11 +76,16 @@ def read_boxes(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def build_model(cfg) -> tuple[nn.Module, Codec]:
-    """The composed net and codec (eval mode) with ``cfg.ckpt_path``'s weights, if any (weights_only,
-    mismatches listed). ``cfg``: a composed predict / export config (model, module, data.layout)."""
+    """The net and codec (eval mode) with ``cfg.ckpt_path``'s weights, if any (weights_only, mismatches
+    listed). ``cfg``: a composed predict / export config (model, module, data.layout). A checkpoint that
+    carries its config gives the model and data: ``cfg`` is updated in place
+    (:func:`hih.checkpoints.config_from_checkpoint`; ``cli_overrides`` that disagree are an error)."""
     from hydra.utils import instantiate
 
-    from hih.checkpoints import load_weights
+    from hih.checkpoints import config_from_checkpoint, load_weights
+
+    if cfg.get("ckpt_path"):
+        config_from_checkpoint(cfg, cfg.ckpt_path, cfg.get("cli_overrides"))
 
     net = instantiate(cfg.model.net)
     codec = instantiate(cfg.model.codec)

@@ -16,7 +16,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from hih.analysis.figures import log_figures, write_test_figures
 from hih.analysis.results import print_results, write_metrics
-from hih.checkpoints import CheckpointMismatchError, load_weights
+from hih.checkpoints import CheckpointMismatchError, ConfigInCheckpoint, config_from_checkpoint, describe, load_weights
 
 
 @dataclass
@@ -61,7 +61,10 @@ def compose(config_name: str = "train", overrides: list[str] | None = None, outp
     if output_dir is not None:
         overrides.append(f"paths.output_dir={Path(output_dir).resolve()}")
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides)
+        cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    if "cli_overrides" in cfg:  # ${hydra:overrides.task} in an app; here, the overrides given
+        cfg.cli_overrides = overrides
+    return cfg
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -80,25 +83,88 @@ def output_dir(cfg: DictConfig) -> Path:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """hih-train: fit (unless ``train=false``), test the best checkpoint, report; returns the test metrics."""
+    return fit_and_test(cfg)[1]
+
+
+def fit_and_test(cfg: DictConfig) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`train`'s work; returns (validation metrics of the tested checkpoint, test metrics).
+
+    The first holds ``val/*`` after the fit, with the checkpoint monitor (``val/nme``) replaced by the
+    best checkpoint's score, the one that is tested; empty without a fit.
+    """
     import lightning as L
 
+    check_experiment_data(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out = output_dir(cfg)
     ckpt = resolve_ckpt(cfg.ckpt_path, out)  # a missing checkpoint fails before anything starts
     parts = build(cfg)
+    # Every checkpoint carries the model and data config: hih-eval / predict / export need only ckpt_path.
+    parts.trainer.callbacks.append(ConfigInCheckpoint(describe(cfg)))
+    fitted: dict[str, float] = {}
     with finishing(parts):
         if cfg.train:
             parts.trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt, weights_only=True)
+            fitted = _validation_metrics(parts.trainer)
         if not cfg.test:
-            return {}
+            return fitted, {}
         # The best checkpoint of this fit; without fitting (train=false), the given ckpt_path.
         best = getattr(parts.trainer.checkpoint_callback, "best_model_path", "") if cfg.train else ckpt
         parts.trainer.test(parts.module, datamodule=parts.datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
-        return report(parts, out, cfg.plot_samples, title=f"{cfg.model.name} on {cfg.data.name}")
+        return fitted, report(parts, out, cfg.plot_samples, title=f"{cfg.model.name} on {cfg.data.name}")
+
+
+def _validation_metrics(trainer) -> dict[str, float]:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    best = trainer.checkpoint_callback
+    if best is not None and best.monitor in metrics and best.best_model_score is not None:
+        metrics[best.monitor] = float(best.best_model_score)
+    return metrics
+
+
+def optimized_value(cfg: DictConfig, fitted: dict[str, float], tested: dict[str, float]) -> float | None:
+    """The value hih-train returns to a Hydra sweeper: ``cfg.optimized_metric`` (default ``val/nme``),
+    looked up in the validation metrics, then the test metrics; None when the run logged neither
+    (``train=false test=false``)."""
+    name = cfg.get("optimized_metric")
+    metrics = {**tested, **fitted}
+    if not name or not metrics:
+        return None
+    if name not in metrics:
+        raise ValueError(f"optimized_metric={name} was not logged by this run; it logged: {', '.join(sorted(metrics))}")
+    return metrics[name]
+
+
+def check_experiment_data(cfg: DictConfig) -> None:
+    """Refuse an experiment on a dataset it is not sized for (``experiment_data``, set by the quickstart).
+
+    Without this, ``hih-train data=wflw`` would train WFLW with the CPU quickstart's 128 px input,
+    32x32 heatmap and 8 epochs, in silence.
+    """
+    allowed = cfg.get("experiment_data")
+    name = cfg.data.name
+    if not allowed or name in allowed:
+        return
+    from hih.cli._hydra import config_dir
+
+    paper = Path(config_dir()) / "experiment" / "paper" / f"{name}.yaml"
+    suggestion = (
+        f"For the paper's settings on {name} (256 px input, 64x64 heatmap, Adam 1e-5 divided by 10 every 50 "
+        f"epochs, 150 epochs, on a GPU) run: hih-train experiment=paper/{name} model=hih_c (experiment=paper/{name} "
+        f"selects data={name} itself)."
+        if paper.is_file()
+        else f"There is no paper experiment for {name} (conf/experiment/paper/{name}.yaml): write one, or start from the base settings with ~experiment."
+    )
+    raise ValueError(
+        f"data={name} was composed with the default experiment, the CPU quickstart (128 px input, 32x32 heatmap, "
+        f"64-channel HIH_L, AdamW one-cycle, 8 epochs), which is sized for {', '.join(allowed)} faces only. "
+        f"{suggestion} To train {name} with the base settings of train.yaml instead, drop the quickstart: ~experiment."
+    )
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """hih-eval: load ``cfg.ckpt_path`` (weights only) into the composed model, test, report."""
+    """hih-eval: build the checkpoint's model (:func:`hih.checkpoints.config_from_checkpoint`), load
+    ``cfg.ckpt_path``'s weights (weights only), test on the composed or the checkpoint's data, report."""
     import lightning as L
 
     L.seed_everything(cfg.seed, workers=True)
@@ -106,6 +172,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt = resolve_ckpt(cfg.ckpt_path, out)
     if ckpt is None:
         raise ValueError("hih-eval needs ckpt_path=PATH (a checkpoint written by hih-train)")
+    # A checkpoint that describes itself gives the model (and the data, unless the command line picks one).
+    cfg = config_from_checkpoint(cfg, ckpt, cfg.get("cli_overrides"))
     parts = build(cfg, with_callbacks=False)
     with finishing(parts):
         try:

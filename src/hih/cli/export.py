@@ -1,6 +1,7 @@
 """hih-export: the network to ONNX (dynamic batch), checked against PyTorch with onnxruntime.
 
-    hih-export ckpt_path=RUN/checkpoints/last.ckpt [experiment=quickstart] [model=...]
+    hih-export ckpt_path=RUN/checkpoints/last.ckpt     # the model the checkpoint describes
+    hih-export model=hih_t model.stacks=2              # fresh weights: a smoke test of the graph
 
 Writes RUN_DIR/<model name>.onnx and prints the max abs differences (heatmap, head, decoded
 landmarks) between onnxruntime and PyTorch; fails if any exceeds ``tolerance``.

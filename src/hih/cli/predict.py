@@ -2,8 +2,9 @@
 
     hih-predict ckpt_path=RUN/checkpoints/last.ckpt input_dir=photos/ [boxes=boxes.txt] [device=cuda]
 
-Compose the same model and data overrides as the training run (experiment=quickstart, model=...):
-the checkpoint is loaded as plain tensors and must fit that model.
+The checkpoint (loaded as plain tensors) carries its model and crop settings. For a checkpoint
+written before checkpoints carried their config, compose the training run's overrides
+(experiment=quickstart, model=...).
 """
 
 from __future__ import annotations

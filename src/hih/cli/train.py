@@ -9,10 +9,10 @@ from hih.cli._hydra import hih_main
 
 @hih_main("train")
 def main(cfg: DictConfig) -> float | None:
-    from hih.pipeline import train
+    from hih.pipeline import fit_and_test, optimized_value
 
-    # The test NME is returned for Hydra sweepers (Optuna minimises it).
-    return train(cfg).get("test/nme")
+    # Hydra sweepers (Optuna) get optimized_metric (val/nme by default), never the test set's NME.
+    return optimized_value(cfg, *fit_and_test(cfg))
 
 
 if __name__ == "__main__":
