@@ -30,7 +30,7 @@ def build_head(name: str, n: int, heatmap_size: int, d: int, width: int):
     if name == "hih_c":
         return HIHCHead(n, n, heatmap_size, d, width=width)
     if name == "hih_t":
-        return HIHTHead(n, n, heatmap_size, d, embed_dim=width, depth=2, num_heads=2, head_width=width)
+        return HIHTHead(n, n, heatmap_size, d, embed_dim=width, depth=2, num_heads=2, regression_width=width)
     if name == "hih_l":
         return HIHLHead(n, n, d, width=width)
     raise SystemExit(f"unknown head {name!r}; expected hih_c, hih_t or hih_l")

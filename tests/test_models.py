@@ -19,7 +19,7 @@ H = S // 4
 TINY = {  # widths small enough for CPU tests
     "none": {},
     "hih_c": {"width": 16},
-    "hih_t": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "head_width": 8},
+    "hih_t": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "regression_width": 8},
     "hih_l": {"width": 16, "reduced": 4},
     "wov": {"width": 8},
     "wom": {"width": 8},

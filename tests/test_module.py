@@ -24,7 +24,7 @@ TINY = {"channels": 16, "input_size": S, "hourglass_depth": 2, "decimal_size": D
 HEAD_KWARGS = {
     "none": {},
     "hih_c": {"width": 16},
-    "hih_t": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "head_width": 16},
+    "hih_t": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "regression_width": 16},
     "hih_l": {"width": 16, "reduced": 4},
     "wov": {"width": 16},
     "wom": {"width": 16},

@@ -82,7 +82,7 @@ class HIHTHead(nn.Module):
 
     Patches of p = H / decimal_size pixels (a p x p conv with stride p is the linear projection E),
     learnable position embeddings, ``depth`` pre-norm timm ``Block`` layers, a final LayerNorm,
-    reshape to (B, D, h_o, w_o) and eq. 6 with ``head_width`` hidden channels.
+    reshape to (B, D, h_o, w_o) and eq. 6 with ``regression_width`` hidden channels.
     Init: the transformer keeps timm's ViT init and the eq. 6 head is N(0, 0.001^2), as in the
     authors' code (their ViT head re-initialises only its output convs); ``init_std`` changes that
     head's std.
@@ -98,7 +98,7 @@ class HIHTHead(nn.Module):
         depth: int = 4,
         num_heads: int = 2,
         mlp_ratio: float = 3.0,
-        head_width: int = 256,
+        regression_width: int = 256,
         qkv_bias: bool = True,
         init_std: float | None = None,
     ):
@@ -119,7 +119,7 @@ class HIHTHead(nn.Module):
             *(Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, norm_layer=norm) for _ in range(depth))
         )
         self.norm = norm(embed_dim)
-        self.head = regression_head(embed_dim, head_width, num_landmarks)
+        self.head = regression_head(embed_dim, regression_width, num_landmarks)
         # timm's ViT initialisation (what the official VisionTransformer-based head trains from).
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         for m in self.blocks.modules():

@@ -60,7 +60,7 @@ def build_net(
     features) or "timm:<model name>" (that model's features of stride >= 4 aggregated at stride 4,
     randomly initialised since there is no internet, 1 stack; see :class:`TimmBackbone`).
     head_kwargs: the head's widths (HIH_C ``width``; HIH_L ``width``, ``window``, ``reduced``; HIH_T ``embed_dim``, ``depth``, ``num_heads``,
-    ``mlp_ratio``, ``head_width``; WOV / WOM ``width``, ``num_convs``).
+    ``mlp_ratio``, ``regression_width``; WOV / WOM ``width``, ``num_convs``).
     """
     from hih.methods import get_method  # the registry imports the heads of this package
 
