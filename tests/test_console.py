@@ -46,6 +46,7 @@ def test_tiny_train_console_is_clean(tmp_path):
     assert "Tip:" not in log
 
 
+@pytest.mark.slow  # two console-script subprocesses
 def test_missing_dataset_folder_is_one_message_without_traceback(tmp_path):
     cmd = [BIN / "hih-train", "experiment=paper/wflw", "trainer=cpu", f"paths.data_dir={tmp_path / 'nowhere'}",
            f"hydra.run.dir={tmp_path / 'run'}"]

@@ -122,6 +122,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # spawns two gloo processes
 def test_metrics_reduce_across_ddp_ranks(tmp_path):
     """Two gloo processes, each with part of the batch: compute() equals the single-process value."""
     import torch.multiprocessing as mp
