@@ -18,13 +18,6 @@ from hih.cli.flops import main as flops_main
 TINY = ["model.net.channels=16", "model.net.width=8", "data.num_landmarks=7", "data.input_size=64", "data.heatmap_size=16"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def composed(overrides: list[str]):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

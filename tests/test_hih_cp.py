@@ -17,13 +17,6 @@ from hih.methods import get_method
 from hih.models import build_net
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _net(decimal_size: int = 4, n: int = 5):
     torch.manual_seed(0)

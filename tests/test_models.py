@@ -26,14 +26,6 @@ TINY = {  # widths small enough for CPU tests
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny convolutions are dominated by thread hand-offs on a shared 2-core box: one thread is several times faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_net(head: str, stacks: int = 1, decimal_size: int = 8, input_size: int = S, **kw) -> nn.Module:
     torch.manual_seed(0)
