@@ -67,7 +67,7 @@ class FaceAlignmentModule(L.LightningModule):
     layout: a layout name ("wflw" | "300w" | "cofw") or :class:`hih.data.layouts.Layout`; gives
         ``norm_pair`` and ``subset_names`` unless those are given explicitly.
     norm: "ocular" (outer eye corners, paper eq. 7) or "pupil" (the layout's pupil pair).
-    loss: loss weights, see :data:`hih.losses.DEFAULT_LOSS_WEIGHTS` (heatmap, head, decimal_loss "l2" | "kl").
+    loss: loss weights, see :data:`hih.losses.DEFAULT_LOSS_WEIGHTS` (heatmap, head, decimal_loss "l2" | "kl" | "cls", stack_reduction).
     optimizer: ``optimizer(params) -> torch.optim.Optimizer``: a functools.partial or a Hydra
         ``_partial_`` config (e.g. ``{_target_: torch.optim.AdamW, _partial_: true, lr: 2e-3}``).
     scheduler: ``scheduler(optimizer, **lengths) -> LRScheduler`` or None, stepped every optimizer
