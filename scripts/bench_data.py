@@ -97,8 +97,8 @@ def main() -> None:
     import torch
 
     from hih.data.dataset import FaceDataset
-    from hih.data.layouts import get_layout
-    from hih.data.readers import read_dataset
+    from hih.data.datasets import get_layout
+    from hih.data.datasets import read_dataset
     from hih.data.synthetic import ensure_synthetic
 
     # one DataLoader worker is one single-threaded process

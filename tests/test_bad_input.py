@@ -15,8 +15,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hih.checkpoints import CheckpointMismatchError, load_weights
 from hih.data.datamodule import FaceDataModule
 from hih.data.dataset import FaceDataset
-from hih.data.layouts import get_layout
-from hih.data.readers import read_dataset
+from hih.data.datasets import get_layout
+from hih.data.datasets import read_dataset
 from hih.data.records import FaceRecord, ImageLoadError, load_image
 from hih.data.synthetic import ensure_synthetic
 from hih.inference import read_boxes

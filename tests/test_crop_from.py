@@ -10,8 +10,8 @@ import pytest
 from hih.data.datamodule import FaceDataModule
 from hih.data.dataset import FaceDataset
 from hih.data.geometry import apply_affine, crop_matrix, landmark_box
-from hih.data.layouts import get_layout
-from hih.data.readers import read_dataset
+from hih.data.datasets import get_layout
+from hih.data.datasets import read_dataset
 from hih.data.records import FaceRecord
 
 S = 64

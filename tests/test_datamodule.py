@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from hih.data.datamodule import FaceDataModule
 from hih.data.dataset import EpochSampler, FaceDataset
-from hih.data.layouts import get_layout
-from hih.data.readers import read_dataset
+from hih.data.datasets import get_layout
+from hih.data.datasets import read_dataset
 from hih.data.records import FaceRecord
 
 S = 64

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hih.data.layouts import LAYOUT_NAMES, get_layout, layout_for_num_landmarks
+from hih.data.datasets import get_layout, layout_for_num_landmarks, layout_names
 
 EXPECTED = {
     "wflw": dict(n=98, norm=(60, 72), pupils=(96, 97), subsets=6),
@@ -14,7 +14,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("name", LAYOUT_NAMES)
+@pytest.mark.parametrize("name", ["wflw", "300w", "cofw"])
 def test_layout_fields(name):
     layout = get_layout(name)
     exp = EXPECTED[name]
@@ -31,9 +31,9 @@ def test_layout_fields(name):
 def test_get_layout_case_insensitive_and_unknown():
     assert get_layout("WFLW") is get_layout("wflw")
     assert get_layout(" 300W ") is get_layout("300w")
-    with pytest.raises(ValueError, match="wflw, 300w, cofw"):
+    with pytest.raises(ValueError, match="300w, cofw, .*wflw"):
         get_layout("aflw")
-    with pytest.raises(ValueError, match="98"):
+    with pytest.raises(ValueError, match="98 \\(wflw\\)"):
         layout_for_num_landmarks(21)
 
 
@@ -42,14 +42,14 @@ def test_wflw_subset_names():
     assert get_layout("300w").subset_names == ("common", "challenge")
 
 
-@pytest.mark.parametrize("name", LAYOUT_NAMES)
+@pytest.mark.parametrize("name", layout_names())
 def test_flip_perm_is_involution(name):
     perm = get_layout(name).flip_index
     assert sorted(perm.tolist()) == list(range(len(perm)))
     np.testing.assert_array_equal(perm[perm], np.arange(len(perm)))
 
 
-@pytest.mark.parametrize("name", LAYOUT_NAMES)
+@pytest.mark.parametrize("name", layout_names())
 def test_flip_maps_outer_eye_corners_and_pupils(name):
     layout = get_layout(name)
     a, b = layout.norm_pair
@@ -63,7 +63,7 @@ def test_flip_maps_outer_eye_corners_and_pupils(name):
     assert ms[left, 0] < 0.5 < ms[right, 0]
 
 
-@pytest.mark.parametrize("name", LAYOUT_NAMES)
+@pytest.mark.parametrize("name", layout_names())
 def test_mirrored_mean_shape_matches(name):
     """Mirroring the mean shape and permuting it lands on the mean shape (each point on its partner)."""
     layout = get_layout(name)

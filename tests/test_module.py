@@ -235,7 +235,7 @@ def test_layout_hydra_configs_and_checkpoint(tmp_path):
     module = FaceAlignmentModule(net, make_codec(), layout="wflw", loss=cfg.loss_weights,
                                  optimizer=cfg.optimizer, scheduler=cfg.scheduler)
     assert module.norm_pair == (60, 72) and module.subset_names[0] == "pose" and len(module.subset_names) == 6
-    from hih.data.layouts import get_layout
+    from hih.data.datasets import get_layout
 
     by_object = FaceAlignmentModule(net, make_codec(), layout=get_layout("wflw"), norm="pupil")
     assert by_object.norm_pair == (96, 97) and by_object.hparams["layout"] == "wflw"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hih.data.readers import read_dataset
+from hih.data.datasets import read_dataset
 from hih.data.synthetic import ensure_synthetic
 from hih.inference import predict_folder, predict_images, read_boxes
 from hih.pipeline import compose
@@ -106,7 +106,7 @@ def test_read_boxes_formats_and_errors(tmp_path):
 def test_predict_feeds_the_net_the_test_sets_crop(tmp_path, faces):
     # One evaluation crop: hih-predict's input for a face is the test dataset's image, to the bit.
     from hih.data.dataset import FaceDataset
-    from hih.data.layouts import get_layout
+    from hih.data.datasets import get_layout
     from hih.data.records import load_image
 
     net, codec = _model(tmp_path)

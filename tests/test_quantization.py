@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hih.analysis.quantization import analyse, authors_methods, bar_figure, default_methods, pivot, table8_ratios
-from hih.data.layouts import get_layout
-from hih.data.readers import read_dataset
+from hih.data.datasets import get_layout
+from hih.data.datasets import read_dataset
 from hih.data.synthetic import ensure_synthetic
 
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hih.data.readers import read_dataset
+from hih.data.datasets import read_dataset
 from hih.data.records import load_image
 from hih.data.synthetic import (
     ATTRIBUTES,

@@ -12,7 +12,7 @@ import math
 import pytest
 
 from hih.checkpoints import load_state_dict
-from hih.data.layouts import get_layout
+from hih.data.datasets import get_layout
 from hih.data.synthetic import ensure_synthetic
 from hih.pipeline import compose, output_dir, train
 

@@ -150,7 +150,7 @@ class FaceAlignmentModule(L.LightningModule):
         if norm not in ("ocular", "pupil"):
             raise ValueError(f"norm must be 'ocular' or 'pupil', got {norm!r}")
         if isinstance(layout, str):
-            from hih.data.layouts import get_layout
+            from hih.data.datasets import get_layout
 
             layout = get_layout(layout)
         if norm_pair is None:

@@ -332,7 +332,7 @@ def subset_order(runs: Sequence[Run], stage: str = "test") -> list[str]:
         layout = r.value("data.layout")
         if layout:
             try:
-                from hih.data.layouts import get_layout
+                from hih.data.datasets import get_layout
 
                 order = [s for s in get_layout(str(layout)).subset_names if s in found]
                 break

@@ -1,24 +1,28 @@
-"""Data: landmark layouts, the face record, dataset readers, synthetic faces, transforms, the DataModule.
+"""Data: the dataset registry (each dataset's reader, layout and splits), the face record, synthetic
+faces, transforms, the DataModule.
 
 scipy and h5py (COFW) are imported only when a COFW file is read.
 """
 
 from __future__ import annotations
 
-from hih.data.layouts import LAYOUT_NAMES, Layout, get_layout, layout_for_num_landmarks
+from hih.data.datasets import DatasetInfo, dataset_names, get_dataset, get_layout, layout_for_num_landmarks, layout_names, read_dataset
+from hih.data.layouts import Layout
 from hih.data.records import FaceRecord, ImageLoadError, load_image, save_image
-from hih.data.readers import DATASET_NAMES, read_300w, read_cofw, read_dataset, read_wflw
+from hih.data.readers import read_300w, read_cofw, read_wflw
 from hih.data.synthetic import ensure_synthetic
 
 __all__ = [
-    "DATASET_NAMES",
+    "DatasetInfo",
     "FaceRecord",
     "ImageLoadError",
-    "LAYOUT_NAMES",
     "Layout",
+    "dataset_names",
     "ensure_synthetic",
+    "get_dataset",
     "get_layout",
     "layout_for_num_landmarks",
+    "layout_names",
     "load_image",
     "read_300w",
     "read_cofw",

@@ -18,8 +18,8 @@ import numpy as np
 from torch.utils.data import DataLoader, Subset
 
 from hih.data.dataset import EpochSampler, FaceDataset, ResumableDataLoader, ShardSampler, _world
-from hih.data.layouts import Layout, get_layout
-from hih.data.readers import DATASET_LAYOUTS, read_dataset
+from hih.data.datasets import get_dataset, get_layout
+from hih.data.layouts import Layout
 from hih.data.geometry import CROP_FROM
 from hih.data.records import FaceRecord
 from hih.data.targets import add_targets, encodes_now
@@ -38,8 +38,8 @@ def _worker_init(_: int) -> None:
 class FaceDataModule(L.LightningDataModule):
     """One face-alignment dataset as train / val / test loaders.
 
-    dataset: "synthetic", "wflw", "300w" or "cofw"; root: its folder (synthetic: written
-        there by :func:`hih.data.synthetic.ensure_synthetic` on first use).
+    dataset: a registered dataset (:mod:`hih.data.datasets`: "synthetic", "wflw", "300w", "cofw", ...);
+        root: its folder (generated datasets such as "synthetic" are written there on first use).
     layout: landmark layout name or :class:`Layout`; None picks the dataset's own.
     input_size: S. batch_size / eval_batch_size (default batch_size): loader batch sizes.
     num_workers, pin_memory, persistent_workers: DataLoader options (persistent only when
@@ -52,7 +52,6 @@ class FaceDataModule(L.LightningDataModule):
         says RetinaFace boxes.
     augment: augment the training set; aug: :class:`AugmentConfig` fields (mapping).
     round_labels: round raw landmarks to integers before cropping (paper's ideal condition).
-    n_train, n_test, synthetic_seed: size and seed of the synthetic set (synthetic only).
     val_fraction: share of the training split held out for validation, chosen by a fixed
         permutation (``val_seed``) so that every run of a sweep validates on the same faces.
         0 validates on the test split instead (as the reference implementations do).
@@ -64,6 +63,8 @@ class FaceDataModule(L.LightningDataModule):
         ``${model.codec}``): fit / validate / test batches get ``batch["targets"] = codec.encode(landmarks)``
         on the device they were moved to. None: batches keep coordinates only (enough for test,
         predict and plots; FaceAlignmentModule cannot train on them).
+    dataset_options: the dataset's own options (:attr:`DatasetInfo.options`, e.g. the synthetic set's
+        ``n_train``, ``n_test``, ``synthetic_seed``); others raise.
     """
 
     def __init__(
@@ -83,23 +84,21 @@ class FaceDataModule(L.LightningDataModule):
         augment: bool = True,
         aug: AugmentConfig | Mapping[str, Any] | None = None,
         round_labels: bool = False,
-        n_train: int = 2000,
-        n_test: int = 500,
-        synthetic_seed: int = 0,
         val_fraction: float = 0.05,
         val_seed: int = 0,
         train_split: str = "train",
         test_split: str = "test",
         drop_last: bool = True,
         codec: Any = None,
+        **dataset_options: Any,
     ):
         super().__init__()
-        self.dataset_name = str(dataset).strip().lower()
-        if self.dataset_name not in DATASET_LAYOUTS:
-            raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASET_LAYOUTS)}")
+        self.info = get_dataset(dataset)
+        self.dataset_name = self.info.name
+        self.dataset_options = self.info.check_options(dataset_options)
         self.root = Path(root).expanduser()
         if layout is None:
-            layout = DATASET_LAYOUTS[self.dataset_name]
+            layout = self.info.layout
         self.layout: Layout = layout if isinstance(layout, Layout) else get_layout(layout)
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -123,7 +122,6 @@ class FaceDataModule(L.LightningDataModule):
         self.augment = bool(augment)
         self.aug = AugmentConfig.from_any(aug)  # validate early, before any worker starts
         self.round_labels = bool(round_labels)
-        self.n_train, self.n_test, self.synthetic_seed = int(n_train), int(n_test), int(synthetic_seed)
         self.val_fraction, self.val_seed = float(val_fraction), int(val_seed)
         self.train_split, self.test_split = train_split, test_split
         self.drop_last = bool(drop_last)
@@ -147,11 +145,9 @@ class FaceDataModule(L.LightningDataModule):
 
     # ---- Lightning hooks -------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Write the synthetic set on first use (Lightning runs this on one process per node)."""
-        if self.dataset_name == "synthetic":
-            from hih.data.synthetic import ensure_synthetic
-
-            ensure_synthetic(self.root, n_train=self.n_train, n_test=self.n_test, seed=self.synthetic_seed)
+        """Write a generated dataset on first use (Lightning runs this on one process per node)."""
+        if self.info.prepare is not None:
+            self.info.prepare(self.root, **self.dataset_options)
         elif not self.root.is_dir():
             raise FileNotFoundError(
                 f"{self.dataset_name} dataset root {self.root} does not exist; expected the dataset's folder there "
@@ -159,7 +155,7 @@ class FaceDataModule(L.LightningDataModule):
             )
 
     def setup(self, stage: str | None = None) -> None:
-        if self.dataset_name == "synthetic" and _world()[0] == 1:
+        if self.info.prepare is not None and _world()[0] == 1:
             self.prepare_data()  # stand-alone use (notebooks, scripts) without a Trainer; idempotent
         if stage in (None, "fit", "validate") and self.train_set is None:
             records = self.read_split(self.train_split)
@@ -178,8 +174,8 @@ class FaceDataModule(L.LightningDataModule):
         return add_targets(batch, self.codec) if encodes_now(self.trainer) else batch
 
     def read_split(self, split: str) -> list[FaceRecord]:
-        """The records of one split (train, test; 300W also common, challenge, full, private)."""
-        records = read_dataset(self.dataset_name, self.root, split)
+        """The records of one split (:attr:`DatasetInfo.splits`: train, test; 300W also common, challenge, full, private)."""
+        records = self.info.read(self.root, split)
         if not records:
             raise ValueError(f"{self.dataset_name} split {split!r} under {self.root} has no faces")
         return records

@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hih.data.layouts import get_layout
+from hih.data.layouts import load_mean_shape
 from hih.data.readers.wflw import LIST_DIR, format_wflw_line, list_file_name
 from hih.data.records import save_image
 
@@ -182,7 +182,7 @@ class _Canvas:
 
 def _mean_shape3d() -> np.ndarray:
     """WFLW mean shape lifted to 3-D: depth from a head ellipsoid plus per-region offsets (crop units)."""
-    xy = get_layout("wflw").mean_shape.astype(np.float64)
+    xy = load_mean_shape("wflw98.txt").astype(np.float64)
     z = _head_depth(xy)
     bump = np.zeros(_N)
     bump[51:55] = [0.03, 0.06, 0.10, 0.14]  # nose bridge rising to the tip

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hih.data.layouts import get_layout
 from hih.data.readers._common import check_split, line_error, missing, parse_floats, require_root, warn_far_outside
 from hih.data.records import FaceRecord
 
 NUM_LANDMARKS = 98
-NUM_FIELDS = 2 * NUM_LANDMARKS + 4 + 6 + 1  # 207
+NUM_ATTRIBUTES = 6  # pose, expression, illumination, make-up, occlusion, blur: the layout's subsets
+NUM_FIELDS = 2 * NUM_LANDMARKS + 4 + NUM_ATTRIBUTES + 1  # 207
 SPLITS = ("train", "test")
 LIST_DIR = Path("WFLW_annotations") / "list_98pt_rect_attr_train_test"
 
@@ -57,7 +57,6 @@ def read_wflw(root: str | Path, split: str, check_images: bool = True) -> list[F
     split = check_split(split, SPLITS, "WFLW")
     list_file = find_list_file(root, split)
     image_dirs = [root / "WFLW_images", root]
-    num_subsets = len(get_layout("wflw").subset_names)
 
     records: list[FaceRecord] = []
     line_nos: list[int] = []
@@ -75,7 +74,7 @@ def read_wflw(root: str | Path, split: str, check_images: bool = True) -> list[F
             values = parse_floats(tokens[:-1], list_file, line_no, "landmarks, box and attributes")
             landmarks = np.asarray(values[: 2 * NUM_LANDMARKS], dtype=np.float32).reshape(NUM_LANDMARKS, 2)
             bbox = np.asarray(values[2 * NUM_LANDMARKS: 2 * NUM_LANDMARKS + 4], dtype=np.float32)
-            flags = values[2 * NUM_LANDMARKS + 4: 2 * NUM_LANDMARKS + 4 + num_subsets]
+            flags = values[2 * NUM_LANDMARKS + 4: 2 * NUM_LANDMARKS + 4 + NUM_ATTRIBUTES]
             if any(f not in (0.0, 1.0) for f in flags):
                 raise line_error(list_file, line_no, f"expected attribute flags 0 or 1, got {flags}")
             if not np.isfinite(landmarks).all() or not np.isfinite(bbox).all():
