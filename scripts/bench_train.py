@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 from hih.callbacks import NonFiniteGuard
 from hih.codecs import HIHCodec
 from hih.data.targets import EncodedLoaders
-from hih.losses import compute_losses
-from hih.models import build_net
+from hih.methods import compute_losses
+from hih.methods import build_net
 from hih.module import FaceAlignmentModule
 
 N = 98

@@ -48,7 +48,7 @@ from hih.codecs import build_codec
 from hih.data.datamodule import FaceDataModule
 from hih.data.synthetic import ensure_synthetic
 from hih.metrics import decimal_hits, per_sample_nme
-from hih.models.net import build_net
+from hih.methods import build_net
 
 #: name -> (build_net kwargs, codec name, codec kwargs); paper sizes (conf/model/*.yaml).
 MODELS = {
@@ -226,7 +226,7 @@ def timed(step, source, seconds: float, warmup: int, device: torch.device, clock
 def evaluate(net, codec, loader, norm_pair, device: torch.device) -> dict:
     """Test NME (full decode), NME of the integer heatmap alone at the cell centre, decimal accuracy."""
     net.eval()
-    integer = build_codec("hih", input_size=codec.input_size, heatmap_size=codec.heatmap_size, integer_only=True)
+    integer = build_codec("hih_c", input_size=codec.input_size, heatmap_size=codec.heatmap_size, integer_only=True)
     full, centre, hits, count = [], [], 0.0, 0.0
     for batch in loader:
         image, lm = to_device(batch, device)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from hih.callbacks import LastCheckpoint, NonFiniteError, NonFiniteGuard
 from hih.codecs import HIHCodec
 from hih.data.targets import EncodedLoaders
-from hih.models import build_net
+from hih.methods import build_net
 from hih.module import FaceAlignmentModule
 
 N, S, DEC = 5, 64, 4

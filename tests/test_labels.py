@@ -10,9 +10,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from hih.methods import get_method, method_names
 from hih.pipeline import compose
 
-HEADED = ("wov", "wom", "hih_c", "hih_t", "hih_l", "local_offset")
+HEADED = tuple(m for m in method_names() if get_method(m).head is not None)
 PAPER = ["paper/wflw", "paper/300w", "paper/cofw"]
 AUTHORS = {"integer_target": "cell", "decimal_quantizer": "round", "head_init_std": 0.001, "crop_from": "landmarks", "crop_scale": 1.2}
 OURS = {"integer_target": "subpixel", "decimal_quantizer": "floor", "head_init_std": None, "crop_from": "box", "crop_scale": 1.25}
@@ -47,19 +48,21 @@ def test_quickstart_keeps_ours_and_labels_override_wins():
     assert _settings(compose("train", ["labels=authors", "model=hih_c"])) == AUTHORS
 
 
-@pytest.mark.parametrize("model", ["baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t", "hih_l", "local_offset"])
+@pytest.mark.parametrize("model", method_names())
 def test_every_model_builds_under_the_authors_labels(model):
     small = ["model.channels=8"] + (["model.head_width=8"] if model in HEADED else [])
     cfg = compose("train", ["experiment=paper/wflw", f"model={model}", *small])
     codec = instantiate(cfg.model.codec)
     got = _settings(cfg)
-    if model in ("baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t"):
-        assert codec.integer_target == "cell"
+    if model in ("baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t", "local_offset"):
+        assert codec.integer_target == "cell"  # a method built on base/heatmap, base/decimal or base/offset gets the labels
     if model in ("hih_c", "hih_t"):
         assert codec.decimal_quantizer == "round" and got["head_init_std"] == 0.001
     if model == "hih_l":  # its bin-centre decode needs floor: pinned whatever the labels
         assert codec.decimal_quantizer == "floor" and codec.decimal_decode == "centre"
-    if model in ("baseline", "wsm", "dark", "soft_argmax", "local_offset"):
+    if model in ("wov", "wom", "local_offset"):
+        assert got["head_init_std"] == 0.001
+    if model in ("baseline", "wsm", "dark", "soft_argmax"):
         assert got["head_init_std"] is None and got["decimal_quantizer"] is None
     net = instantiate(cfg.model.net)  # the head takes init_std (or, headless, no head argument at all)
     assert net is not None

@@ -8,7 +8,7 @@ import torch
 from hih.codecs import HIHCodec
 from hih.codecs.common import to_heatmap_coords
 from hih.losses import heatmap_l2
-from hih.models import build_net
+from hih.methods import build_net
 from hih.models.heads import HIHLHead
 from hih.module import FaceAlignmentModule
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hih.losses import compute_losses, resolve_loss_weights
+from hih.losses import resolve_loss_weights
+from hih.methods import build_loss, compute_losses
 from hih.models.output import ModelOutput
 
 B, N, H, HO = 2, 3, 8, 4
@@ -109,10 +110,14 @@ def test_kl_soft_classification():
 
 
 def test_bad_configuration_and_shapes():
-    with pytest.raises(ValueError, match="unknown loss weight 'haetmap'"):
-        resolve_loss_weights({"haetmap": 1.0})
+    with pytest.raises(ValueError, match=r"unknown loss option\(s\) \['haetmap'\] for method 'hih_c'"):
+        build_loss("decimal", {"haetmap": 1.0})
+    with pytest.raises(ValueError, match="belong to a compensation head"):
+        build_loss(None, {"decimal_loss": "kl"})
+    with pytest.raises(ValueError, match="smooth_l1_beta"):
+        build_loss("decimal", {"smooth_l1_beta": 0.5})  # WOM's option, not HIH's
     with pytest.raises(ValueError, match="decimal_loss"):
-        resolve_loss_weights({"decimal_loss": "ce"})
+        build_loss("decimal", {"decimal_loss": "ce"})
     t = _targets()
     out = ModelOutput(heatmaps=[torch.zeros(B, N, 4, 4)])
     with pytest.raises(ValueError, match="does not match target shape"):

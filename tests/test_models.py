@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
 
-from hih.methods import get_method, method_names
-from hih.models import build_net, count
+from hih.methods import build_codec, build_net, get_method, method_names
+from hih.models import count
 from hih.models.output import ModelOutput
 
 #: "none" plus every registered method with a head -> the key its output is written under.
@@ -23,6 +25,8 @@ TINY = {  # widths small enough for CPU tests
     "hih_l": {"width": 16, "reduced": 4},
     "wov": {"width": 8},
     "wom": {"width": 8},
+    "hih_cp": {"width": 8, "pool_width": 8},
+    "local_offset": {"width": 8},
 }
 
 
@@ -33,14 +37,13 @@ def tiny_net(head: str, stacks: int = 1, decimal_size: int = 8, input_size: int 
 
 
 def expected_head_shape(head: str, batch: int, decimal_size: int) -> tuple[int, ...] | None:
-    return {
-        "none": None,
-        "hih_c": (batch, N, decimal_size, decimal_size),
-        "hih_t": (batch, N, decimal_size, decimal_size),
-        "hih_l": (batch, N, decimal_size, decimal_size),
-        "wov": (batch, N, 2),
-        "wom": (batch, 2, H, H),
-    }[head]
+    """The shape the method's codec reads: its ideal outputs (targets fed back) for this geometry."""
+    if head == "none":
+        return None
+    kw = {"decimal_size": decimal_size} if "decimal_size" in inspect.signature(get_method(head).codec).parameters else {}
+    codec = build_codec(head, input_size=S, heatmap_size=H, **kw)
+    ideal = codec.targets_as_outputs(codec.encode(torch.rand(batch, N, 2) * S))
+    return tuple(ideal[codec.head_key].shape)
 
 
 @pytest.mark.parametrize("stacks", [1, 2])

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.data.targets import EncodedLoaders
-from hih.models import ModelOutput, build_net
+from hih.methods import build_net
+from hih.models import ModelOutput
 from hih.module import FaceAlignmentModule
 from hih.optim import cosine, onecycle, step_decay
 
@@ -268,7 +269,7 @@ def test_configuration_errors():
     with pytest.raises(ValueError, match="no pupil"):
         FaceAlignmentModule(build_net(head=head, num_landmarks=68, **TINY, **HEAD_KWARGS[head]), make_codec(),
                             layout="300w", norm="pupil")
-    with pytest.raises(ValueError, match="unknown loss weight"):
+    with pytest.raises(ValueError, match=r"unknown loss option\(s\) \['hed'\]"):
         FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), loss={"hed": 1.0})
     with pytest.raises(ValueError, match="optimizer must be a Hydra _partial_ target"):
         FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), optimizer={"name": "sgd", "lr": 0.1})

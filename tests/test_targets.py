@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from hih.codecs import HIHCodec
 from hih.data.datamodule import FaceDataModule
 from hih.data.targets import TARGETS_KEY, EncodedLoaders, add_targets
-from hih.models import build_net
+from hih.methods import build_net
 from hih.module import FaceAlignmentModule
 
 S, DEC = 32, 4

@@ -70,7 +70,11 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
 CONFIG_KEY = "hih_config"
 #: Codec keys that fix tensor shapes; its other keys (decimal_decode, integer_only, sigma) only change
 #: how outputs are decoded or targets drawn, so a command-line value applies on top of a checkpoint.
-_CODEC_SHAPES = ("_target_", "input_size", "heatmap_size", "decimal_size")
+_CODEC_GEOMETRY = ("input_size", "heatmap_size", "decimal_size")
+#: ... and the keys that pick the codec (``name``: the method, :func:`hih.methods.build_codec`).
+_CODEC_SHAPES = ("_target_", "name", *_CODEC_GEOMETRY)
+#: Targets renamed since a checkpoint may have been written (its record is instantiated as stored).
+_MOVED_TARGETS = {"hih.models.build_net": "hih.methods.build_net"}
 #: The data keys that shape the model: resolved in the record, and taken from it when another dataset is tested.
 _GEOMETRY = ("input_size", "heatmap_size", "num_landmarks")
 
@@ -152,6 +156,9 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     keys = [_override_key(o) for o in overrides or []]
     composed = copy.deepcopy(cfg)  # what the command line composed, before the checkpoint's parts replace it
     ckpt = OmegaConf.create(record)
+    target = OmegaConf.select(ckpt, "model.net._target_")
+    if target in _MOVED_TARGETS:
+        ckpt.model.net._target_ = _MOVED_TARGETS[target]
     disagree, decoding, redecode = [], [], False
     for key in keys:
         if key.startswith("model.codec.") and key.split(".")[2] not in _CODEC_SHAPES:
@@ -182,7 +189,7 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
         codec = _plain(cfg.model.codec) if redecode else None  # read with the labels now in place
         cfg.model = ckpt.model
         if redecode:  # the checkpoint's network; the chosen method's name, codec and loss at its geometry
-            codec.update({k: v for k, v in ckpt.model.codec.items() if k in _CODEC_SHAPES[1:]})
+            codec.update({k: v for k, v in ckpt.model.codec.items() if k in _CODEC_GEOMETRY})
             cfg.model.name, cfg.model.codec, cfg.model.loss = composed.model.name, codec, _plain(composed.model.loss)
         for key in decoding:
             OmegaConf.update(cfg, key, _plain(OmegaConf.select(composed, key)), force_add=True)

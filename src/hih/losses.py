@@ -1,7 +1,8 @@
 """Training losses (paper section 4.1): every part is supervised by L2, except WOM's offsets (SmoothL1).
 
-Terms, each a per-landmark mean weighted by the target ``"weight"`` (B, N) so that landmarks
-outside the input do not count:
+The loss functions below are the terms the methods build their losses from (:mod:`hih.methods`),
+each a per-landmark mean weighted by the target ``"weight"`` (B, N) so that landmarks outside the
+input do not count:
 
 - ``"heatmap"``: L2 between each stack's integer heatmap and the target, summed over stacks
   (intermediate supervision, as in stacked hourglass training), or averaged over them with
@@ -14,7 +15,7 @@ outside the input do not count:
 - ``"offset"`` (WOV): L2 on the (B, N, 2) offset values;
 - ``"offset_map"`` (WOM): SmoothL1 on the (B, 2, H, W) offset map at the cells of ``"offset_mask"``.
 
-``"loss"`` is ``weights["heatmap"] * heatmap + weights["head"] * <head term>``.
+:class:`LandmarkLoss` adds them up: ``"loss"`` is ``heatmap * <heatmap term> + head * <head term>``.
 """
 
 from __future__ import annotations
@@ -27,33 +28,28 @@ from torch import Tensor
 
 from hih.models.output import ModelOutput
 
-__all__ = ["DECIMAL_LOSSES", "DEFAULT_LOSS_WEIGHTS", "STACK_REDUCTIONS", "compute_losses", "decimal_soft_cls", "decimal_term", "offset_map_term", "offset_term", "resolve_loss_weights"]
+__all__ = ["LOSS_WEIGHTS", "STACK_REDUCTIONS", "LandmarkLoss", "decimal_kl", "decimal_soft_cls", "heatmap_l2", "offset_l2",
+           "offset_map_smooth_l1", "require_target", "resolve_loss_weights"]
 
-#: heatmap / head: multipliers of the two terms; decimal_loss: "l2" | "kl" | "cls"; stack_reduction:
-#: "sum" | "mean" of the per-stack heatmap L2; smooth_l1_beta: WOM's SmoothL1 beta.
-DEFAULT_LOSS_WEIGHTS: dict[str, object] = {
-    "heatmap": 1.0, "head": 1.0, "decimal_loss": "l2", "stack_reduction": "sum", "smooth_l1_beta": 1.0
-}
-DECIMAL_LOSSES = ("l2", "kl", "cls")
+#: The options every method shares: heatmap / head: multipliers of the two terms; stack_reduction:
+#: "sum" | "mean" of the per-stack heatmap L2. A head's own options (HIH's ``decimal_loss``, WOM's
+#: ``smooth_l1_beta``) belong to its method (:func:`hih.methods.build_loss`).
+LOSS_WEIGHTS: dict[str, object] = {"heatmap": 1.0, "head": 1.0, "stack_reduction": "sum"}
 STACK_REDUCTIONS = ("sum", "mean")
 
 
-def resolve_loss_weights(weights: Mapping[str, object] | None) -> dict[str, object]:
-    """Defaults overlaid with ``weights``; unknown keys and bad values raise (typos in configs)."""
-    out = dict(DEFAULT_LOSS_WEIGHTS)
-    for key, value in (weights or {}).items():
-        if key not in DEFAULT_LOSS_WEIGHTS:
-            raise ValueError(f"unknown loss weight {key!r}; expected keys {sorted(DEFAULT_LOSS_WEIGHTS)}")
-        out[key] = value
-    for key, allowed in (("decimal_loss", DECIMAL_LOSSES), ("stack_reduction", STACK_REDUCTIONS)):
-        if str(out[key]).lower() not in allowed:
-            raise ValueError(f"{key} must be one of {allowed}, got {out[key]!r}")
-        out[key] = str(out[key]).lower()
-    for key in ("heatmap", "head", "smooth_l1_beta"):
-        out[key] = float(out[key])  # type: ignore[arg-type]
-        if out[key] < 0:
-            raise ValueError(f"loss weight {key!r} must be >= 0, got {out[key]}")
-    return out
+def resolve_loss_weights(options: Mapping[str, object] | None) -> tuple[dict[str, object], dict[str, object]]:
+    """(the shared options: defaults overlaid and checked, the rest: the head's own options, unchecked)."""
+    options = dict(options or {})
+    shared = {key: options.pop(key, default) for key, default in LOSS_WEIGHTS.items()}
+    if str(shared["stack_reduction"]).lower() not in STACK_REDUCTIONS:
+        raise ValueError(f"stack_reduction must be one of {STACK_REDUCTIONS}, got {shared['stack_reduction']!r}")
+    shared["stack_reduction"] = str(shared["stack_reduction"]).lower()
+    for key in ("heatmap", "head"):
+        shared[key] = float(shared[key])  # type: ignore[arg-type]
+        if shared[key] < 0:
+            raise ValueError(f"loss weight {key!r} must be >= 0, got {shared[key]}")
+    return shared, options
 
 
 def _landmark_mean(per_landmark: Tensor, weight: Tensor) -> Tensor:
@@ -125,61 +121,47 @@ def offset_map_smooth_l1(pred: Tensor, target: Tensor, mask: Tensor, beta: float
     return per_cell.sum() / m.sum().clamp(min=1e-6)
 
 
-def _target(targets: Mapping[str, Tensor], key: str, head_key: str | None) -> Tensor:
+def require_target(targets: Mapping[str, Tensor], key: str, head_key: str | None) -> Tensor:
+    """``targets[key]``, or a KeyError naming the head that needs it and what the codec gave."""
     if key not in targets:
         raise KeyError(f"targets lack {key!r} (needed for head {head_key!r}); the codec's encode returned {sorted(targets)}")
     return targets[key]
 
 
-# The heads' loss terms, as the method registry (hih.methods) names them: (pred, targets, weight, weights).
-def decimal_term(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor, weights: Mapping[str, object]) -> Tensor:
-    """HIH: L2 on the decimal heatmap, or ``decimal_loss="kl"`` / ``"cls"`` (soft classification)."""
-    fn = {"l2": heatmap_l2, "kl": decimal_kl, "cls": decimal_soft_cls}[str(weights["decimal_loss"])]
-    return fn(pred, _target(targets, "decimal", "decimal"), weight)
+class LandmarkLoss:
+    """The training loss: ``heatmap * <integer heatmap L2> + head * <the head's term>``.
 
-
-def offset_term(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor, weights: Mapping[str, object]) -> Tensor:
-    """WOV: L2 on the offset values."""
-    return offset_l2(pred, _target(targets, "offset", "offset"), weight)
-
-
-def offset_map_term(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor, weights: Mapping[str, object]) -> Tensor:
-    """WOM: SmoothL1 on the offset map at the masked cells."""
-    return offset_map_smooth_l1(
-        pred, _target(targets, "offset_map", "offset_map"), _target(targets, "offset_mask", "offset_map"), beta=weights["smooth_l1_beta"]
-    )
-
-
-def compute_losses(output: ModelOutput, targets: Mapping[str, Tensor], weights: Mapping[str, object] | None = None) -> dict[str, Tensor]:
-    """Named loss terms and their weighted total ``"loss"``.
-
-    output: the net's :class:`ModelOutput` (heatmaps of every stack, head, head_key).
-    targets: a codec's ``encode`` dict (``"heatmap"`` (B, N, H, W), ``"weight"`` (B, N), and the
-        head's target: ``"decimal"`` / ``"offset"`` / ``"offset_map"`` + ``"offset_mask"``).
-    weights: see :data:`DEFAULT_LOSS_WEIGHTS`; missing keys take the defaults.
-    Returns ``{"heatmap": ..., <head_key>: ..., "loss": ...}``, scalar tensors; the head's term is
-    the one its method registers (:mod:`hih.methods`).
+    head_term: ``term(pred, targets, weight (B, N)) -> scalar``, built by the head's method from its
+        own options (:func:`hih.methods.build_loss`), or None for a net without a head.
+    head_key: the output key the head writes (and the name of its term).
+    options: every option in force (shared and the head's own), for the record.
+    Calling it with the net's :class:`ModelOutput` (heatmaps of every stack, head, head_key) and a
+    codec's ``encode`` dict (``"heatmap"`` (B, N, H, W), ``"weight"`` (B, N), and the head's targets)
+    returns ``{"heatmap": ..., <head_key>: ..., "loss": ...}``, scalar tensors.
     """
-    from hih.methods import head_output  # the registry imports this module's terms
 
-    w = resolve_loss_weights(weights)
-    if not output.heatmaps:
-        raise ValueError("ModelOutput.heatmaps is empty: expected one (B, N, H, W) heatmap per stack")
-    target_heatmap = _target(targets, "heatmap", output.head_key)
-    weight = _target(targets, "weight", output.head_key)
-    if weight.shape != target_heatmap.shape[:2]:
-        raise ValueError(f"targets['weight'] must be (B, N) = {tuple(target_heatmap.shape[:2])}, got {tuple(weight.shape)}")
-    weight = weight.float()
+    def __init__(self, head_term, head_key: str | None, heatmap: float = 1.0, head: float = 1.0,
+                 stack_reduction: str = "sum", options: Mapping[str, object] | None = None):
+        self.head_term, self.head_key = head_term, head_key
+        self.heatmap_weight, self.head_weight, self.stack_reduction = float(heatmap), float(head), stack_reduction
+        self.options = {"heatmap": self.heatmap_weight, "head": self.head_weight, "stack_reduction": stack_reduction, **(options or {})}
 
-    per_stack = torch.stack([heatmap_l2(h, target_heatmap, weight) for h in output.heatmaps])
-    terms: dict[str, Tensor] = {"heatmap": per_stack.mean() if w["stack_reduction"] == "mean" else per_stack.sum()}
-    total = w["heatmap"] * terms["heatmap"]
+    def __call__(self, output: ModelOutput, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        if not output.heatmaps:
+            raise ValueError("ModelOutput.heatmaps is empty: expected one (B, N, H, W) heatmap per stack")
+        if output.head_key != self.head_key:
+            raise ValueError(f"this loss trains head {self.head_key!r}, the output comes from head {output.head_key!r}")
+        target_heatmap = require_target(targets, "heatmap", output.head_key)
+        weight = require_target(targets, "weight", output.head_key)
+        if weight.shape != target_heatmap.shape[:2]:
+            raise ValueError(f"targets['weight'] must be (B, N) = {tuple(target_heatmap.shape[:2])}, got {tuple(weight.shape)}")
+        weight = weight.float()
 
-    key = output.head_key
-    if output.head is not None and key is not None:
-        method = head_output(key)
-        term = method.loss(output.head, targets, weight, w)
-        terms[key] = term
-        total = total + w[method.weight_key] * term
-    terms["loss"] = total
-    return terms
+        per_stack = torch.stack([heatmap_l2(h, target_heatmap, weight) for h in output.heatmaps])
+        terms: dict[str, Tensor] = {"heatmap": per_stack.mean() if self.stack_reduction == "mean" else per_stack.sum()}
+        total = self.heatmap_weight * terms["heatmap"]
+        if self.head_term is not None and output.head is not None:
+            terms[self.head_key] = self.head_term(output.head, targets, weight)  # type: ignore[index]
+            total = total + self.head_weight * terms[self.head_key]  # type: ignore[index]
+        terms["loss"] = total
+        return terms

@@ -35,8 +35,7 @@ from torch import Tensor, nn
 
 from hih.codecs.base import Codec
 from hih.data.targets import TARGETS_KEY
-from hih.losses import compute_losses, resolve_loss_weights
-from hih.methods import head_output
+from hih.methods import build_loss, head_output
 from hih.metrics import FaceAlignmentMetrics, HeadMetricMeter, PerFaceResults
 from hih.models.output import ModelOutput
 from hih.optim import as_partial, run_lengths
@@ -67,7 +66,9 @@ class FaceAlignmentModule(L.LightningModule):
     layout: a layout name ("wflw" | "300w" | "cofw") or :class:`hih.data.layouts.Layout`; gives
         ``norm_pair`` and ``subset_names`` unless those are given explicitly.
     norm: "ocular" (outer eye corners, paper eq. 7) or "pupil" (the layout's pupil pair).
-    loss: loss weights, see :data:`hih.losses.DEFAULT_LOSS_WEIGHTS` (heatmap, head, decimal_loss "l2" | "kl" | "cls", stack_reduction).
+    loss: ``model.loss``: the shared ``heatmap`` / ``head`` weights and ``stack_reduction``
+        (:data:`hih.losses.LOSS_WEIGHTS`) plus the head's own options, which its method's loss takes
+        (HIH ``decimal_loss`` "l2" | "kl" | "cls", WOM ``smooth_l1_beta``; :func:`hih.methods.build_loss`).
     optimizer: ``optimizer(params) -> torch.optim.Optimizer``: a functools.partial or a Hydra
         ``_partial_`` config (e.g. ``{_target_: torch.optim.AdamW, _partial_: true, lr: 2e-3}``).
     scheduler: ``scheduler(optimizer, **lengths) -> LRScheduler`` or None, stepped every optimizer
@@ -114,9 +115,15 @@ class FaceAlignmentModule(L.LightningModule):
         net_size = getattr(net, "input_size", codec.input_size)
         if net_size != codec.input_size:
             raise ValueError(f"net input_size {net_size} differs from codec input_size {codec.input_size}")
+        if hasattr(net, "input_size") and codec.heatmap_size != net_size // 4:
+            # The hourglass always writes input / 4 maps: another heatmap_size would encode targets it never sees.
+            raise ValueError(f"data.heatmap_size={codec.heatmap_size}, but the network's heatmap is input_size / 4 = "
+                             f"{net_size // 4}: set data.heatmap_size={net_size // 4}")
 
         self.norm_pair, self.subset_names = self._resolve_layout(layout_spec, norm_pair, subset_names, norm)
-        self.loss_weights = resolve_loss_weights(loss)
+        #: The training loss, built once by the head's method from ``loss``.
+        self.criterion = build_loss(codec.head_key, loss)
+        self.loss_weights = self.criterion.options
         self.metric_threshold = float(metric_threshold)
         self.channels_last = bool(channels_last)
 
@@ -206,7 +213,7 @@ class FaceAlignmentModule(L.LightningModule):
         return targets
 
     def _losses(self, output: ModelOutput, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        return compute_losses(output, targets, self.loss_weights)
+        return self.criterion(output, targets)
 
     def _score_head(self, meter: HeadMetricMeter, output: ModelOutput, targets: Mapping[str, Tensor], batch: Mapping[str, Tensor], subsets: Tensor | None = None) -> None:
         """Add the batch's per-landmark head scores (the registry's head metric) to ``meter``."""

@@ -23,9 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from hih.codecs.hih import HIHCodec
-from hih.losses import decimal_term
-from hih.methods import Method, register
-from hih.methods.builtin import DECIMAL_ACC
+from hih.methods._registry import Method, register
+from hih.methods.builtin import DECIMAL_ACC, decimal_loss
 from hih.models.heads import HIHCHead, check_init_std
 from hih.models.layers import init_small_normal
 from hih.ops import argmax_2d
@@ -127,4 +126,4 @@ def _head(channels: int, num_landmarks: int, heatmap_size: int, decimal_size: in
 
 
 # Same output key, loss, figures and dashboard score as HIH_C / HIH_T / HIH_L: the decimal heatmap.
-register(Method("hih_cp", HIHCodec, head=_head, output_key="decimal", loss=decimal_term, head_is_heatmap=True, head_metric=DECIMAL_ACC))
+register(Method("hih_cp", HIHCodec, head=_head, output_key="decimal", loss=decimal_loss, head_is_heatmap=True, head_metric=DECIMAL_ACC))

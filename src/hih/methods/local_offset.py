@@ -15,7 +15,9 @@ from torch import Tensor, nn
 
 from hih.codecs.common import argmax_2d
 from hih.codecs.offset import OffsetValueCodec
-from hih.methods import Method, register
+from hih.methods._registry import Method, register
+from hih.models.heads import check_init_std
+from hih.models.layers import init_small_normal
 from hih.metrics import HeadMetric, offset_error_map
 
 KEY = "local_offset"
@@ -24,10 +26,13 @@ KEY = "local_offset"
 class LocalOffsetHead(nn.Module):
     """(B, C, H, W) fused map -> (B, N, 2, H, W): each landmark's (dx, dy) offset at every cell."""
 
-    def __init__(self, in_channels: int, num_landmarks: int, width: int = 64):
+    def __init__(self, in_channels: int, num_landmarks: int, width: int = 64, init_std: float | None = None):
         super().__init__()
         self.num_landmarks = num_landmarks
         self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, 2 * num_landmarks, 1))
+        std = check_init_std(init_std)  # labels=authors: every head from N(0, 0.001^2), like theirs
+        if std is not None:
+            init_small_normal(self, std)
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
@@ -66,11 +71,16 @@ class LocalOffsetCodec(OffsetValueCodec):
         return {"heatmap": targets["heatmap"], KEY: targets[KEY][..., None, None].expand(-1, -1, -1, h, h)}
 
 
-def local_offset_l1(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor, weights: Mapping[str, object]) -> Tensor:
+def local_offset_l1(pred: Tensor, targets: Mapping[str, Tensor], weight: Tensor) -> Tensor:
     """L1 between the map read at the ground-truth cell and the offset; weighted mean over landmarks."""
     cell = targets["cell"]
     per_landmark = (_at_cells(pred.float(), cell[..., 1], cell[..., 0]) - targets[KEY].float()).abs().mean(-1)
     return (per_landmark * weight).sum() / weight.sum().clamp(min=1e-6)
+
+
+def local_offset_loss():
+    """The method's loss: no options of its own (``model.loss.head`` weighs it)."""
+    return local_offset_l1
 
 
 def _head(channels: int, num_landmarks: int, heatmap_size: int, decimal_size: int, **kw) -> nn.Module:
@@ -84,7 +94,7 @@ def local_offset_error(pred: Tensor, targets: Mapping[str, Tensor], cells: Tenso
 
 register(
     Method(
-        "local_offset", LocalOffsetCodec, head=_head, output_key=KEY, loss=local_offset_l1,
+        "local_offset", LocalOffsetCodec, head=_head, output_key=KEY, loss=local_offset_loss,
         head_metric=HeadMetric("offset_err", "offset_gain", local_offset_error, higher_is_better=False),
     )
 )

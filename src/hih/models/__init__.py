@@ -3,7 +3,7 @@
 from hih.models.complexity import count
 from hih.models.heads import HIHCHead, HIHLHead, HIHTHead, WOMHead, WOVHead
 from hih.models.hourglass import Hourglass, StackedHourglass, TimmBackbone
-from hih.models.net import LandmarkNet, build_net
+from hih.models.net import LandmarkNet
 from hih.models.output import ModelOutput
 
 __all__ = [
@@ -17,6 +17,5 @@ __all__ = [
     "TimmBackbone",
     "WOMHead",
     "WOVHead",
-    "build_net",
     "count",
 ]
