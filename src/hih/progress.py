@@ -23,11 +23,12 @@ T = TypeVar("T")
 
 
 def console_is_terminal() -> bool:
-    """Whether stdout shows a live display (a terminal, a forced terminal, or Jupyter), as Rich decides."""
+    """Whether stdout shows a live display, as Rich decides: an interactive terminal (or one forced with
+    ``FORCE_COLOR`` / ``TTY_COMPATIBLE``, not ``TERM=dumb``), or Jupyter."""
     from rich.console import Console
 
     console = Console(file=sys.stdout)
-    return bool(console.is_terminal or console.is_jupyter)
+    return bool(console.is_interactive or console.is_jupyter)
 
 
 def format_duration(seconds: float) -> str:
