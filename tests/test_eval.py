@@ -114,7 +114,13 @@ def test_eval_cli_reproduces_the_training_metrics(trained, tmp_path, monkeypatch
     assert set(metrics_of(out)) == set(expected)
     assert metrics_of(out) == pytest.approx(expected, rel=0, abs=1e-6)
     assert (out / "eval.log").is_file() and (out / ".hydra" / "overrides.yaml").is_file()
-    assert f"metrics: {out / 'metrics.json'}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"metrics: {out / 'metrics.json'}" in printed
+    # Test progress that a log file shows (stdout is not a terminal here): batches of their total, ETA.
+    progress = [line for line in printed.splitlines() if line.startswith("Test  batch")]
+    assert progress and all("eta" in line for line in progress), printed
+    assert progress[-1].split()[2].split("/")[0] == progress[-1].split()[2].split("/")[1]
+    assert progress[-1] in (out / "eval.log").read_text()
 
 
 def test_train_without_fitting_tests_the_given_checkpoint(trained, tmp_path):

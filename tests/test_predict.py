@@ -116,3 +116,19 @@ def test_predict_feeds_the_net_the_test_sets_crop(tmp_path, faces):
     predict_images(net, codec, [load_image(rec.image_path)], [rec.bbox])
     sample = FaceDataset(faces, get_layout("wflw"), input_size=64, train=False)[0]
     assert torch.equal(seen[0][0], sample["image"])
+
+
+def test_predict_folder_prints_progress_with_eta(tmp_path, faces, capsys):
+    import shutil
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for rec in faces:
+        shutil.copy(rec.image_path, images / rec.image_path.name)
+    net, codec = _model(tmp_path)
+    predict_folder(net, codec, images, tmp_path / "out", batch_size=2, device="cpu", draw=False)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("predict: ")]
+    n = len(faces)
+    # pytest's stdout is not a terminal: lines of images done out of the total (batches of 2), then the time taken.
+    assert [ln.split()[1] for ln in lines] == [f"{k}/{n}" for k in (*range(2, n, 2), n)] + [f"{n}/{n}"]
+    assert all("eta" in ln for ln in lines[:-1]) and "done in" in lines[-1]

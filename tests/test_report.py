@@ -88,8 +88,11 @@ def test_tables_keep_every_run_in_paper_layout(tmp_path):
     assert integer[0][3] == 4.5
 
 
-def test_write_report(tmp_path):
+def test_write_report(tmp_path, capsys):
     report = write_report(make_multirun(tmp_path / "sweep"))
+    # Progress a log file shows: runs read of their total, then the plot stage.
+    printed = capsys.readouterr().out
+    assert "reading runs: 3/3 runs (100%)" in printed and "done in" in printed and "drawing the plots" in printed
     out = tmp_path / "sweep" / "report"
     md = report.markdown.read_text()
     assert "4 runs: 2 completed, 1 failed, 1 not started." in md

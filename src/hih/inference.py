@@ -22,6 +22,7 @@ from hih.codecs.base import Codec
 from hih.data.geometry import apply_affine
 from hih.data.records import load_image
 from hih.data.transforms import EvalTransform, to_tensor
+from hih.progress import track
 
 __all__ = ["IMAGE_SUFFIXES", "build_model", "draw_landmarks", "list_images", "predict_folder", "predict_images", "read_boxes", "resolve_device"]
 
@@ -181,7 +182,10 @@ def predict_folder(
     else:
         boxes, paths = {}, list_images(input_dir)
     results: dict[str, dict] = {}
-    for start in range(0, len(paths), batch_size):  # one batch of images in memory at a time
+    starts = range(0, len(paths), batch_size)
+    sizes = [min(batch_size, len(paths) - s) for s in starts]
+    # one batch of images in memory at a time
+    for start in track(starts, "predict", total=len(paths), unit="images", sizes=sizes):
         chunk = paths[start : start + batch_size]
         images = [load_image(p) for p in chunk]
         chunk_boxes = [boxes.get(p.name) for p in chunk]

@@ -175,6 +175,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # A checkpoint that describes itself gives the model (and the data, unless the command line picks one).
     cfg = config_from_checkpoint(cfg, ckpt, cfg.get("cli_overrides"))
     parts = build(cfg, with_callbacks=False)
+    # Test progress as log-file lines (hih.callbacks.IntervalLog) next to the trainer's bar.
+    from hih.callbacks import IntervalLog
+
+    parts.trainer.callbacks.append(IntervalLog(log_metrics=False))
     with finishing(parts):
         try:
             load_weights(parts.module, ckpt)

@@ -140,9 +140,9 @@ def analyse(
     jobs = [(m, v) for m in methods for v in variants]
     iterator = jobs
     if progress:
-        from tqdm.auto import tqdm
+        from hih.progress import track
 
-        iterator = tqdm(jobs, desc="ideal-condition NME", unit="codec")
+        iterator = track(jobs, "ideal-condition NME", unit="codecs", every_n=max(1, len(jobs) // 10))
     for method, variant in iterator:
         nme = ideal_nme(method.codec, variants[variant], truth, norm_pair)
         rows.append(

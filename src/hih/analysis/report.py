@@ -286,7 +286,9 @@ def collect_runs(multirun_dir: str | os.PathLike) -> list[Run]:
     root = Path(multirun_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"multirun folder {root} does not exist; expected e.g. outputs/train/multirun/<time>")
-    runs = [read_run(d) for d in find_job_dirs(root)]
+    from hih.progress import track
+
+    runs = [read_run(d) for d in track(find_job_dirs(root), "reading runs", unit="runs")]
     grid = expected_overrides(root)
     if grid is not None:
         seen = {r.num for r in runs}
@@ -558,6 +560,9 @@ def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike 
         sections += [f"## {TITLES.get(metric, metric)}", "", to_markdown(header, rows, metric), ""]
     written: dict[str, Path] = {}
     if plots:
+        from hih.progress import emit
+
+        emit(f"tables written to {out}; drawing the plots")
         for name, fn in (("runs", lambda p: plot_runs(runs, p, "nme", stage)), ("decimal", lambda p: plot_decimal(runs, p, "nme", stage))):
             path = fn(out / f"{name}_nme.png")
             if path is not None:

@@ -35,7 +35,7 @@ class IntervalLog(StepTimer):
         every_n_steps: optimizer steps per line; None: the trainer's ``log_every_n_steps``. The first
             line comes after the first step.
         max_interval_s: fewer steps per line when the steps are slow, so a line comes at least about
-            this often (the interval in steps is sized from the last measured step time).
+            this often (a divisor of ``every_n_steps``, sized from the last interval's step time).
         log_metrics: also send the timing to the trainer's loggers.
     """
 
@@ -95,7 +95,7 @@ class IntervalLog(StepTimer):
         losses = {n: float(gathered[:, 5 + i].mean()) / max(steps, 1) for i, n in enumerate(names)}
         # Same numbers on every rank, so every rank sizes the next interval alike.
         if math.isfinite(timing.step_s) and timing.step_s > 0:
-            self._n = max(1, min(self._every(trainer), int(self.max_interval_s / timing.step_s)))
+            self._n = interval_steps(self._every(trainer), timing.step_s, self.max_interval_s)
         if not trainer.is_global_zero:
             return
         metrics = {"time/step_s": timing.step_s, "time/data_s": timing.data_step_s, "time/data_share": timing.data_share, "throughput/img_s": timing.samples_per_s, "memory/peak_mib": memory}
@@ -184,6 +184,13 @@ class IntervalLog(StepTimer):
             # A terminal with a progress bar shows the bar alone; lines only reach the log file there.
             self._console = not (console_is_terminal() and trainer.progress_bar_callback is not None)
         emit(line, console=self._console, logger=LOG)
+
+
+def interval_steps(every: int, step_s: float, max_interval_s: float) -> int:
+    """Steps per line: the largest divisor of ``every`` whose lines come within ``max_interval_s``, so
+    lines stay on multiples of ``every`` (where Lightning logs too) and evenly spaced."""
+    limit = max(1, int(max_interval_s / step_s))
+    return max(d for d in range(1, every + 1) if every % d == 0 and d <= limit)
 
 
 def _of(name: str, value: int, total) -> str:
