@@ -8,7 +8,9 @@ a bare PyTorch loop (forward, codec encode, loss, backward, Adam) and Lightning'
 the FaceAlignmentModule (default callbacks off, no logger, no validation; the loader wrapped in
 ``EncodedLoaders``, which encodes after the batch transfer as FaceDataModule does), with and without the
 non-finite checks (the ``NonFiniteGuard`` callback), and prints each one's overhead over the bare loop.
-Data loading is excluded (scripts/bench_data.py measures it). Prints the load average: on a shared
+Both are timed by :class:`hih.callbacks.StepClock`, the measurement behind the training logs'
+``time/step_s`` (``StepTimer`` feeds it in the Lightning loop). The batches are in memory, so data
+loading is negligible here (scripts/bench_data.py measures it). Prints the load average: on a shared
 machine the numbers move with it.
 """
 
@@ -23,7 +25,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hih.callbacks import NonFiniteGuard
+from hih.callbacks import NonFiniteGuard, StepClock, StepTimer
 from hih.codecs import HIHCodec
 from hih.data.targets import EncodedLoaders
 from hih.methods import compute_losses
@@ -54,13 +56,15 @@ def make(size: int, channels: int, width: int, decimal: int):
 
 
 def bare_loop(net, codec, loader, warmup: int) -> float:
-    """Seconds for the timed steps (after ``warmup`` untimed ones) of a plain PyTorch loop."""
+    """Seconds for the timed steps (after ``warmup`` untimed ones) of a plain PyTorch loop, timed by
+    the same StepClock as the training callbacks."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     net.train()
-    start = None
-    for step, batch in enumerate(loader):
+    clock = StepClock()
+    clock.start()
+    for step, batch in enumerate(clock.fetching(loader)):
         if step == warmup:
-            start = time.perf_counter()
+            clock.read()  # the warm-up steps, dropped
         out = net(batch["image"])
         with torch.no_grad():
             targets = codec.encode(batch["landmarks"])
@@ -68,30 +72,21 @@ def bare_loop(net, codec, loader, warmup: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return time.perf_counter() - start
-
-
-class Timer(L.Callback):
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.end = warmup, None, None
-
-    def on_train_batch_start(self, trainer, *args):
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, *args):
-        self.end = time.perf_counter()
+        clock.step_end(len(batch["image"]))
+    return clock.read().wall_s
 
 
 def lightning_loop(net, codec, loader, warmup: int, check_finite: bool = True) -> float:
+    """Seconds for the timed steps of ``Trainer.fit``, from :class:`hih.callbacks.StepTimer` (the
+    measurement behind the training logs' time/step_s), without its ``warmup`` steps."""
     module = FaceAlignmentModule(net, codec, layout="wflw", optimizer=functools.partial(torch.optim.Adam, lr=1e-4))
-    timer = Timer(warmup)
+    timer = StepTimer(warmup=warmup)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer, *([NonFiniteGuard()] if check_finite else [])],
     )
     trainer.fit(module, datamodule=EncodedLoaders(codec, train=loader))
-    return timer.end - timer.start
+    return timer.total.wall_s
 
 
 def bench(name: str, size: int, channels: int, width: int, decimal: int, batch: int, steps: int, warmup: int, repeats: int) -> None:
