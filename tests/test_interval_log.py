@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from hih.callbacks import IntervalLog, StepClock
+from hih.callbacks.interval_log import interval_steps
 from hih.data.synthetic import ensure_synthetic
 from hih.progress import emit, format_duration, track
 
@@ -42,6 +43,13 @@ def test_format_duration():
     assert format_duration(0) == "0:00:00"
     assert format_duration(3725.4) == "1:02:05"
     assert format_duration(float("nan")) == "?"
+
+
+def test_slow_steps_shorten_the_interval_to_a_divisor():
+    assert interval_steps(10, step_s=0.5, max_interval_s=60) == 10  # fast steps: log_every_n_steps
+    assert interval_steps(10, step_s=8.5, max_interval_s=60) == 5  # 7 steps fit in a minute: 5 divides 10
+    assert interval_steps(50, step_s=2.0, max_interval_s=60) == 25
+    assert interval_steps(10, step_s=100.0, max_interval_s=60) == 1  # a step longer than the bound
 
 
 def test_emit_reaches_the_log_file_and_skips_the_console_when_told(tmp_path, capsys):

@@ -61,3 +61,12 @@ def test_bar_chart_labels_do_not_overlap():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_analysis_progress_lines_for_a_log_file(records, capsys):
+    methods = [m for m in default_methods() if m.method == "baseline"]
+    analyse(records[:10], get_layout("wflw").norm_pair, methods, progress=True)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("ideal-condition NME: ")]
+    n = 2 * len(methods)  # float and rounded labels; under 10 jobs, a line each (stdout is not a terminal)
+    assert [ln.split()[2] for ln in lines] == [f"{k}/{n}" for k in range(1, n + 1)] + [f"{n}/{n}"]
+    assert all("eta" in ln for ln in lines[:-1]) and "done in" in lines[-1]
