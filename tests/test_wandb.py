@@ -140,6 +140,9 @@ def test_offline_run_holds_metrics_config_plots_and_table(wandb_env, data_dir, t
         assert logged.summary[key] == pytest.approx(value, rel=1e-6), key
     assert any("train/loss_epoch" in row for row in logged.history)
     assert any("val/nme" in row for row in logged.history)
+    # The interval timing (hih.callbacks.IntervalLog), for a dashboard of loader-bound runs.
+    timed = [row for row in logged.history if "time/data_share" in row]
+    assert timed and all({"time/step_s", "time/data_s", "throughput/img_s"} <= set(row) for row in timed)
     # The plots as images and the results as a table, with their files in the run.
     for key in ("test/ced", "test/predictions"):
         assert logged.summary[f"{key}._type"] == "images/separated"
