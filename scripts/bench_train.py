@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import time
 
 import lightning as L
 import torch
