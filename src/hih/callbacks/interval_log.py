@@ -167,7 +167,7 @@ class IntervalLog(StepTimer):
         now = time.perf_counter()
         done = batch_idx + 1
         last = isinstance(total, int) and done == total
-        every = max(1, (total // 10) if isinstance(total, int) else self._every(trainer))
+        every = math.ceil(total / 10) if isinstance(total, int) and total > 0 else self._every(trainer)  # about 10 lines
         if not trainer.is_global_zero or not (last or done % every == 0 or now - self._test_last >= self.max_interval_s):
             return
         self._test_last = now
