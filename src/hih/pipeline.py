@@ -16,7 +16,8 @@ from omegaconf.errors import InterpolationResolutionError
 
 from hih.analysis.figures import log_figures, write_test_figures
 from hih.analysis.results import print_results, write_metrics
-from hih.checkpoints import CheckpointMismatchError, ConfigInCheckpoint, config_from_checkpoint, describe, load_weights
+from hih.callbacks import ConfigInCheckpoint
+from hih.checkpoints import CheckpointMismatchError, config_from_checkpoint, describe, load_weights
 
 
 @dataclass
@@ -31,7 +32,7 @@ def build(cfg: DictConfig, with_callbacks: bool = True) -> Parts:
     """Instantiate datamodule, net, codec, LightningModule, loggers, callbacks and trainer."""
     from hydra.utils import instantiate
 
-    from hih.cli._hydra import instantiate_group, resolved
+    from hih.config import instantiate_group, resolved
 
     # _convert_="all": plain containers, so checkpoints load with weights_only=True.
     datamodule = instantiate(cfg.data.datamodule, _convert_="all")
@@ -55,7 +56,7 @@ def compose(config_name: str = "train", overrides: list[str] | None = None, outp
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from hih.cli._hydra import config_dir
+    from hih.config import config_dir
 
     overrides = list(overrides or [])
     if output_dir is not None:
@@ -145,7 +146,7 @@ def check_experiment_data(cfg: DictConfig) -> None:
     name = cfg.data.name
     if not allowed or name in allowed:
         return
-    from hih.cli._hydra import config_dir
+    from hih.config import config_dir
 
     paper = Path(config_dir()) / "experiment" / "paper" / f"{name}.yaml"
     suggestion = (
