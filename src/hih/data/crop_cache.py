@@ -166,7 +166,8 @@ def _decode(path: Path, density: float, draft: bool) -> tuple[np.ndarray, float]
             while k < 8 and density * k * 2 <= 1.0:
                 k *= 2
             full = im.size
-            im.draft("RGB", (math.ceil(full[0] / k), math.ceil(full[1] / k)))
+            # PIL picks the largest reduction whose (fractional) size is at least the one asked for
+            im.draft("RGB", (max(1, full[0] // k), max(1, full[1] // k)))
             arr = np.asarray(im.convert("RGB"))
         # the decoder's pixel j covers photo pixels [k j, k (j + 1)): a pure scaling by 1 / k
         return arr, 1.0 / round(full[0] / arr.shape[1])
@@ -257,6 +258,8 @@ class CropCache:
             self.starts, self.sizes, self.shapes, self.matrices = z["starts"], z["sizes"], z["shapes"], z["matrices"]
         self.indices = np.arange(len(self.shapes)) if indices is None else np.asarray(indices, dtype=np.int64)
         self._data: np.memmap | None = None
+        #: True when this process built the cache (ensure_crop_cache), False when it found it built.
+        self.built = False
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -399,6 +402,7 @@ def ensure_crop_cache(records: Sequence[FaceRecord], settings: CropSettings, cac
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     cache = CropCache(folder)
+    cache.built = True
     if progress:
         print(f"[hih] crop cache {folder}: {len(cache)} faces, {cache.nbytes / 2**20:.1f} MB, built in {cache.build_s:.1f} s "
               f"with {workers} threads")
