@@ -43,8 +43,8 @@ class FaceDataModule(L.LightningDataModule):
         root: its folder (generated datasets such as "synthetic" are written there on first use).
     layout: landmark layout name or :class:`Layout`; None picks the dataset's own.
     input_size: S. batch_size / eval_batch_size (default batch_size): loader batch sizes.
-    num_workers, pin_memory, persistent_workers: DataLoader options (persistent only when
-        num_workers > 0).
+    num_workers, pin_memory, persistent_workers, prefetch_factor: DataLoader options (persistent and
+        prefetch only when num_workers > 0; prefetch_factor None: torch's default, 2 batches per worker).
     seed: augmentation seed; a sample's augmentation depends on (seed, epoch, index) only.
     crop_scale: crop side = crop_scale * max(box width, height).
     crop_from: "box" (default: the dataset's face box) or "landmarks": the tight box of each
@@ -83,6 +83,7 @@ class FaceDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
         seed: int = 0,
         crop_scale: float = 1.25,
         crop_from: str = "box",
@@ -120,6 +121,7 @@ class FaceDataModule(L.LightningDataModule):
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.prefetch_factor = int(prefetch_factor) if prefetch_factor is not None and self.num_workers > 0 else None
         self.seed = int(seed)
         self.crop_scale = float(crop_scale)
         if not self.crop_scale > 0:
@@ -240,6 +242,7 @@ class FaceDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             worker_init_fn=_worker_init if self.num_workers > 0 else None,
+            prefetch_factor=self.prefetch_factor,
             **kw,
         )
 
