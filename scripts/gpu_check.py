@@ -270,9 +270,8 @@ def evaluate(module, cfg, loader, device: torch.device) -> dict:
     return r
 
 
-def loader_rate(loader, seconds: float, clock: Clock, label: str) -> dict:
-    """Batches per second of a loader alone (no model): what the workers can feed."""
-    source = batches(loader)
+def loader_rate(source, seconds: float, clock: Clock, label: str) -> dict:
+    """Images per second of a loader's batches alone (no model): what the workers can feed."""
     next(source)  # workers started, first batch in
     images, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -327,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
 
     reserve = 2.0 if args.tiny else 15.0  # writing results, process teardown
     loader_s = 0.5 if args.tiny else 0.025 * args.budget_s
-    results["loader"]["cached"] = loader_rate(train_loader, loader_s, clock, "loader, crop cache")
-    results["loader"]["uncached"] = loader_rate(plain.train_dataloader(), loader_s, clock, "loader, full photos")
-    uncached_batches = batches(plain.train_dataloader())
+    # one loader each (persistent workers are started once and kept for every model)
+    train_batches, uncached_batches = batches(train_loader), batches(plain.train_dataloader())
+    results["loader"]["cached"] = loader_rate(train_batches, loader_s, clock, "loader, crop cache")
+    results["loader"]["uncached"] = loader_rate(uncached_batches, loader_s, clock, "loader, full photos")
 
     # Fixed tensors on the device: the model-bound loop reads nothing from the host.
     g = torch.Generator().manual_seed(args.seed)
@@ -340,8 +340,6 @@ def main(argv: list[str] | None = None) -> int:
     def synthetic():
         while True:
             yield fixed
-
-    train_batches = batches(train_loader)
 
     def pipeline(source):
         for batch in source:

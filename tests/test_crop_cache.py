@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hih.data.crop_cache import CACHE_VERSION, DATA, INDEX, MANIFEST, CropSettings, _decode, ensure_crop_cache, make_crop, problem
+from hih.data.crop_cache import CACHE_VERSION, DATA, INDEX, MANIFEST, CropCache, CropSettings, _decode, ensure_crop_cache, make_crop, problem
 from hih.data.dataset import FaceDataset
 from hih.data.datasets import get_layout, read_dataset
 from hih.data.datasets.synthetic_photos import ensure_synthetic_photos
@@ -137,6 +137,7 @@ def test_damaged_or_outdated_cache_is_rebuilt(photos, tmp_path):
 
     first = ensure()
     assert first.built and not ensure().built  # reused
+    assert first.verify()
     reference = [first.read(i)[0].copy() for i in range(len(first))]
     folder = first.folder
 
@@ -148,6 +149,10 @@ def test_damaged_or_outdated_cache_is_rebuilt(photos, tmp_path):
     assert all(np.array_equal(again.read(i)[0], reference[i]) for i in range(len(again)))
 
     raw = bytearray(data.read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])  # the full checksum sees this
+    data.write_bytes(bytes(raw))
+    assert not CropCache(folder).verify()
     raw[:64] = bytes(64)  # overwritten in place, same size
     data.write_bytes(bytes(raw))
     assert "checksum" in problem(folder, first.key)

@@ -280,6 +280,11 @@ class CropCache:
         state["_data"] = None
         return state
 
+    def verify(self) -> bool:
+        """Checksum the whole data file against the one recorded at build time (opening checks only its ends)."""
+        manifest = json.loads((self.folder / MANIFEST).read_text())
+        return _file_crc(self.folder / DATA) == manifest["crc_data"]
+
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if self._data is None:
             self._data = np.memmap(self.folder / DATA, dtype=np.uint8, mode="r")
