@@ -226,10 +226,19 @@ def problem(folder: Path, key: dict) -> str | None:
         return "no manifest (missing or half-written)"
     except (OSError, ValueError) as e:
         return f"unreadable manifest ({e})"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("key"), dict):
+        return "malformed manifest"
     if manifest.get("key", {}).get("version") != CACHE_VERSION:
         return f"cache version {manifest.get('key', {}).get('version')} (this code writes {CACHE_VERSION})"
     if manifest.get("key") != key:
         return "built for other annotations or settings"
+    try:
+        return _files_problem(folder, manifest)
+    except (KeyError, TypeError, OSError) as e:
+        return f"malformed manifest or unreadable files ({e!r})"
+
+
+def _files_problem(folder: Path, manifest: dict) -> str | None:
     for name in (DATA, INDEX):
         f = folder / name
         if not f.is_file() or f.stat().st_size != manifest["bytes"][name]:
