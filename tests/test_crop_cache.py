@@ -12,6 +12,7 @@ import torch
 
 from hih.data.crop_cache import CACHE_VERSION, DATA, INDEX, MANIFEST, CropCache, CropSettings, _decode, ensure_crop_cache, make_crop, problem
 from hih.data.dataset import FaceDataset
+from hih.data.geometry import apply_affine
 from hih.data.datasets import get_layout, read_dataset
 from hih.data.datasets.synthetic_photos import ensure_synthetic_photos
 from hih.data.transforms import AugmentConfig, denormalize
@@ -90,6 +91,11 @@ def test_evaluation_crops_and_nme_equal_the_full_photo(photos, tmp_path):
             torch.testing.assert_close(batch["landmarks"], reference["landmarks"], rtol=0, atol=1e-4)
     assert abs(nmes[0].mean().item() - nmes[1].mean().item()) < 1e-4
     torch.testing.assert_close(nmes[0], nmes[1], rtol=0, atol=1e-4)
+    # back in the photo's own pixels: the cached path's input -> photo map is the full-photo path's
+    for i, rec in enumerate(records):
+        _, _, m = cached.eval_transform(cached.crops.read(i)[0], rec.landmarks, rec.bbox, cached.crops.read(i)[1])
+        photo = apply_affine(batch["landmarks"][i].numpy(), np.linalg.inv(m))
+        np.testing.assert_allclose(photo, rec.landmarks, atol=1e-3)
 
 
 def test_a_cache_built_for_evaluation_does_not_serve_training(photos, tmp_path):
