@@ -13,6 +13,7 @@ import yaml
 from hih.analysis.learning_curves import MEAN_OFFSET_ERR, collect, log_ladder, read_curves, run_names, write_study
 from hih.methods import get_method
 from hih.pipeline import compose
+from tiny import tiny  # noqa: E402  (tests/tiny.py)
 
 RUNS = Path(__file__).resolve().parents[1] / "conf" / "sweep" / "decimal_study"
 
@@ -127,3 +128,25 @@ def test_figure_draws_the_baseline_seeds_as_a_band_and_the_reference_lines(multi
     labels = [c.get_label() for c in integer.collections]
     assert "baseline, 2 seeds (min-max)" in labels
     assert "baseline_seed1" not in {line.get_label() for line in integer.get_lines()}  # in the band, not a line
+
+
+@pytest.mark.slow
+def test_a_tiny_study_runs_and_reads_back(tmp_path):
+    """hih-train -m sweep=decimal_study with two of its runs, a few steps each, then the curves."""
+    import os
+    import subprocess
+    import sys
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "hih.cli.train", "-m", "sweep=decimal_study", "+sweep/decimal_study=baseline,hih_c_w1",
+           *tiny(tmp_path / "data", "data.datamodule.persistent_workers=false", "trainer.max_epochs=-1", "trainer.max_steps=4", "trainer.val_check_interval=2",
+                 "plot_samples=0"),
+           f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = write_study(sweep)
+    runs = {r.name: r for r in out["runs"]}
+    assert list(runs) == ["baseline", "hih_c_w1"] and all(r.status == "completed" for r in runs.values())
+    assert [s for s, _ in runs["hih_c_w1"].curves["val/decimal_acc"]] == [2, 4]  # every 2 optimizer steps
+    assert runs["hih_c_w1"].chance == 1 / 16 and "| hih_c_w1 | 1.0 |" in out["markdown"]
