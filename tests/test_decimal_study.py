@@ -44,7 +44,8 @@ def test_each_model_composes_with_the_studys_settings(run, tmp_path):
         assert cfg.model.codec.decimal_quantizer == "round"
 
 
-def _job(root: Path, num: int, run: str, model: dict, csv_rows: list[str] | None, metrics: dict | None, status: dict) -> None:
+def _job(root: Path, num: int, run: str, model: dict, csv_rows: list[str] | None, metrics: dict | None,
+         status: dict) -> None:
     job = root / str(num)
     (job / ".hydra").mkdir(parents=True)
     config = {"model": model, "labels": {"integer_target": "cell", "decimal_quantizer": "round"}}
@@ -71,7 +72,8 @@ def multirun(tmp_path):
     _job(root, 1, "hih_c_w1", {"name": "hih_c", "decimal_size": 4, "loss": {"heatmap": 1.0, "head": 1.0}},
          [head, "0,99,,11.0,11.5,0.0625,0.5", "1,199,,9.0,10.5,0.3125,1.5"],
          {"test/nme": 8.0, "test/nme_integer": 9.5, "test/decimal_acc": 0.125, "test/decimal_gain": 1.5}, DONE)
-    _job(root, 2, "baseline_seed1", {"name": "baseline"}, ["epoch,step,val/nme", "0,99,13.0", "1,199,11.0"], {"test/nme": 9.4}, DONE)
+    _job(root, 2, "baseline_seed1", {"name": "baseline"}, ["epoch,step,val/nme", "0,99,13.0", "1,199,11.0"],
+         {"test/nme": 9.4}, DONE)
     _job(root, 3, "wov_w1", {"name": "wov", "loss": {"head": 1.0}}, None, None,
          {"status": "failed", "error": "RuntimeError: boom", "started": "2026-01-01T10:00:00"})
     return root
@@ -79,7 +81,8 @@ def multirun(tmp_path):
 
 def test_read_curves_counts_optimizer_steps(tmp_path) -> None:
     (tmp_path / "csv").mkdir()
-    (tmp_path / "csv" / "metrics.csv").write_text("epoch,step,train/loss,val/nme,val/decimal_acc\n0,9,0.5,,\n0,99,,12.5,0.1\n1,199,,10.0,0.2\n")
+    rows = ["epoch,step,train/loss,val/nme,val/decimal_acc", "0,9,0.5,,", "0,99,,12.5,0.1", "1,199,,10.0,0.2"]
+    (tmp_path / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
     assert read_curves(tmp_path) == {"val/nme": [(100, 12.5), (200, 10.0)], "val/decimal_acc": [(100, 0.1), (200, 0.2)]}
     assert log_ladder([100, 200, 300, 400, 800, 1000]) == {100, 200, 400, 800, 1000}
 
@@ -139,8 +142,8 @@ def test_a_tiny_study_runs_and_reads_back(tmp_path):
 
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "hih.cli.train", "-m", "sweep=decimal_study", "+sweep/decimal_study=baseline,hih_c_w1",
-           *tiny(tmp_path / "data", "data.datamodule.persistent_workers=false", "trainer.max_epochs=-1", "trainer.max_steps=4", "trainer.val_check_interval=2",
-                 "plot_samples=0"),
+           *tiny(tmp_path / "data", "data.datamodule.persistent_workers=false", "trainer.max_epochs=-1",
+                 "trainer.max_steps=4", "trainer.val_check_interval=2", "plot_samples=0"),
            f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -10,8 +10,7 @@ from hih.analysis.quantization import analyse, bar_figure, method_groups, method
 from hih.codecs.heatmap import HeatmapCodec
 from hih.data.datasets import get_layout, read_dataset
 from hih.data.synthetic import ensure_synthetic
-from hih.methods import Method, method_names, register
-from hih.methods import _registry
+from hih.methods import Method, _registry, method_names, register
 
 
 @pytest.fixture(scope="module")

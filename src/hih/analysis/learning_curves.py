@@ -99,7 +99,7 @@ def read_test(metrics: Mapping[str, float]) -> dict[str, float]:
 def wall_seconds(status: Mapping[str, Any] | None) -> float | None:
     """Seconds between a job's start and end in its ``status.json`` (written by the sweep callback)."""
     try:
-        started, ended = (_dt.datetime.fromisoformat(str(status[k])) for k in ("started", "ended"))  # type: ignore[index]
+        started, ended = (_dt.datetime.fromisoformat(str(status[k])) for k in ("started", "ended"))  # type: ignore
     except (TypeError, KeyError, ValueError):
         return None
     return (ended - started).total_seconds()
@@ -120,7 +120,7 @@ def collect(multirun_dir: str | os.PathLike) -> list[StudyRun]:
 
     runs = collect_runs(multirun_dir)
     out = []
-    for run, name in zip(runs, run_names([r.label for r in runs])):
+    for run, name in zip(runs, run_names([r.label for r in runs]), strict=True):
         study = StudyRun(name, run.path, run.status, run.overrides, run.config, test=read_test(run.metrics))
         if run.path is not None:
             if (run.path / "csv" / "metrics.csv").is_file():
@@ -153,6 +153,11 @@ def _delta(value: float | None, ref: float | None) -> str:
     return f"{value - ref:+.3f}" if value is not None and ref is not None else "-"
 
 
+def _row(name: str, step: object, cells: list, delta: str) -> str:
+    """A ladder row: the values formatted, the third one ("vs baseline") given as text."""
+    return "| " + " | ".join([name, str(step), *(delta if i == 2 else _fmt(v) for i, v in enumerate(cells))]) + " |"
+
+
 def ladder_table(runs: Sequence[StudyRun], steps: Sequence[int], baseline: str | None) -> str:
     """Markdown: one row per run and ladder step (validation set), then the run's test row.
 
@@ -171,23 +176,24 @@ def ladder_table(runs: Sequence[StudyRun], steps: Sequence[int], baseline: str |
         for step in [s for s in steps if s <= last_step]:  # a shorter run has no row past its end
             integer = _last(c.get("val/nme_integer"), step)
             ref = _last(base.curves.get("val/nme"), step) if base else None
-            rows.append(f"| {r.name} | {step} | {_fmt(_last(c.get('val/nme'), step))} | {_fmt(integer)} | {_delta(integer, ref)} | "
-                        f"{_fmt(_last(c.get('val/decimal_acc'), step))} | {_fmt(_last(c.get(gain_key), step))} | "
-                        f"{_fmt(_last(c.get('val/offset_err'), step))} |")
+            cells = [_last(c.get("val/nme"), step), integer, None, _last(c.get("val/decimal_acc"), step),
+                     _last(c.get(gain_key), step), _last(c.get("val/offset_err"), step)]
+            rows.append(_row(r.name, step, cells, _delta(integer, ref)))
         t = r.test
         if t:
             integer, ref = t.get("test/nme_integer"), base.test.get("test/nme") if base else None
             gain = t.get("test/decimal_gain", t.get("test/offset_gain"))
-            rows.append(f"| {r.name} | **test** | {_fmt(t.get('test/nme'))} | {_fmt(integer)} | {_delta(integer, ref)} | "
-                        f"{_fmt(t.get('test/decimal_acc'))} | {_fmt(gain)} | {_fmt(t.get('test/offset_err'))} |")
+            cells = [t.get("test/nme"), integer, None, t.get("test/decimal_acc"), gain, t.get("test/offset_err")]
+            rows.append(_row(r.name, "**test**", cells, _delta(integer, ref)))
     return "\n".join(rows)
 
 
 def summary_table(runs: Sequence[StudyRun], baseline: str | None) -> str:
     """Markdown: one row per run with test metrics (best checkpoint by val NME), and when the head
     first reached 5x chance on the validation set."""
-    rows = ["| run | head loss weight | test NME | integer only | vs baseline | decimal acc (x chance) | offset err (cells) "
-            "| gain (NME) | val decimal acc >= 5x chance at step | wall (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | head loss weight | test NME | integer only | vs baseline | decimal acc (x chance) "
+            "| offset err (cells) | gain (NME) | val decimal acc >= 5x chance at step | wall (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     ref = next((r.test.get("test/nme") for r in runs if r.name == baseline), None)
     for r in runs:
         t = r.test
@@ -202,8 +208,8 @@ def summary_table(runs: Sequence[StudyRun], baseline: str | None) -> str:
         if r.curves.get("val/decimal_acc") and chance:
             first = next((str(s) for s, v in r.curves["val/decimal_acc"] if v >= 5 * chance), "never")
         wall = "-" if r.wall_s is None else f"{r.wall_s:.0f}"
-        rows.append(f"| {r.name} | {weight} | {_fmt(t.get('test/nme'))} | {_fmt(integer)} | {_delta(integer, ref)} | {acc_s} | "
-                    f"{_fmt(t.get('test/offset_err'))} | {_fmt(gain)} | {first} | {wall} |")
+        rows.append(f"| {r.name} | {weight} | {_fmt(t.get('test/nme'))} | {_fmt(integer)} | {_delta(integer, ref)} "
+                    f"| {acc_s} | {_fmt(t.get('test/offset_err'))} | {_fmt(gain)} | {first} | {wall} |")
     return "\n".join(rows)
 
 
@@ -228,15 +234,15 @@ def curves_figure(runs: Sequence[StudyRun], baseline: str | None):
     lines = {n: c for n, c in curves.items() if n not in seeds[1:]}
     cmap = _colormap("tab20")
     colors = {name: cmap(i % 20) for i, name in enumerate(lines)}
-    for ax, (key, title) in zip(axes, panels):
+    for ax, (key, title) in zip(axes, panels, strict=True):
         if key == "val/nme_integer" and len(seeds) > 1:
             per_step: dict[int, list[float]] = {}
             for n in seeds:
                 for s, v in curves[n].get("val/nme", []):
                     per_step.setdefault(s, []).append(v)
             xs = sorted(s for s, v in per_step.items() if len(v) == len(seeds))
-            ax.fill_between(xs, [min(per_step[s]) for s in xs], [max(per_step[s]) for s in xs], color="grey", alpha=0.25,
-                            label=f"baseline, {len(seeds)} seeds (min-max)")
+            low, high = [min(per_step[s]) for s in xs], [max(per_step[s]) for s in xs]
+            ax.fill_between(xs, low, high, color="grey", alpha=0.25, label=f"baseline, {len(seeds)} seeds (min-max)")
         for name, c in lines.items():
             pts = c.get(key)
             if key == "val/decimal_gain" and not pts:
@@ -245,7 +251,8 @@ def curves_figure(runs: Sequence[StudyRun], baseline: str | None):
                 pts = c.get("val/nme")
             if pts:
                 style = {"ls": "--"} if "_w1" in name or name == baseline else {}
-                ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", ms=3, label=name, color=colors[name], **style)
+                xs, ys = [s for s, _ in pts], [v for _, v in pts]
+                ax.plot(xs, ys, marker="o", ms=3, label=name, color=colors[name], **style)
         if key == "val/decimal_acc" and chance:
             d = round(math.sqrt(1 / chance))
             ax.axhline(chance, color="k", ls=":", lw=1, label=f"chance 1/{d * d}")
@@ -297,7 +304,9 @@ def study_markdown(runs: Sequence[StudyRun], baseline: str | None = "baseline") 
     return md
 
 
-def write_study(multirun_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, baseline: str | None = "baseline") -> dict[str, Any]:
+def write_study(
+    multirun_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, baseline: str | None = "baseline"
+) -> dict[str, Any]:
     """Read the multirun and write ``study.json``, ``study.md`` and ``study.png`` into ``out_dir``
     (default: the multirun folder). Returns {"runs", "markdown", "paths"}."""
     runs = collect(multirun_dir)

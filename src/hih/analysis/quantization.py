@@ -89,7 +89,8 @@ def _codec_params(name: str) -> set[str]:
 def _fixed(name: str) -> Mapping[str, object]:
     """The options method ``name`` fixes plus its codec's defaults (what decides its decode options)."""
     method = get_method(name)
-    defaults = {k: p.default for k, p in inspect.signature(method.codec.__init__).parameters.items() if p.default is not p.empty}
+    params = inspect.signature(method.codec.__init__).parameters.items()
+    defaults = {k: p.default for k, p in params if p.default is not p.empty}
     return {**defaults, **method.codec_kwargs}
 
 
@@ -146,12 +147,15 @@ def method_variants(
                         continue
                     seen.add(key)
                     codec = build_codec(name, **kw)
-                    res = f"{codec.decimal_size}x{codec.decimal_size}" if "decimal_size" in kw else f"{heatmap_size}x{heatmap_size}"
+                    side = codec.decimal_size if "decimal_size" in kw else heatmap_size
+                    res = f"{side}x{side}"
                     out.append(Variant("/".join(group), decode_label(codec), res, codec))
     return out
 
 
-def input_landmarks(records: Iterable, input_size: int, crop_scale: float, rounded: bool = False, crop_from: str = "box") -> np.ndarray:
+def input_landmarks(
+    records: Iterable, input_size: int, crop_scale: float, rounded: bool = False, crop_from: str = "box"
+) -> np.ndarray:
     """(M, N, 2) landmarks of each record in its cropped input, optionally from integer-rounded raw labels.
 
     crop_from: "box" (the record's face box) or "landmarks" (the box of its float landmarks, as the
@@ -166,7 +170,9 @@ def input_landmarks(records: Iterable, input_size: int, crop_scale: float, round
 
 
 @torch.no_grad()
-def ideal_nme(codec: Codec, labels: torch.Tensor, truth: torch.Tensor, norm_pair: Sequence[int], batch_size: int = 64) -> torch.Tensor:
+def ideal_nme(
+    codec: Codec, labels: torch.Tensor, truth: torch.Tensor, norm_pair: Sequence[int], batch_size: int = 64
+) -> torch.Tensor:
     """Per-face NME (percent) of ``decode(encode(labels))`` against ``truth``; both (M, N, 2)."""
     errs = []
     for start in range(0, len(labels), batch_size):  # batches bound memory, not a per-sample loop
@@ -233,8 +239,13 @@ def row_label(row: dict) -> str:
     return f"{row['method']} {row['decode']} {row['resolution']} [{settings}]"
 
 
-def table8_ratios(rows: Sequence[dict], variant: str = "float", integer_target: str = "cell", decimal_quantizer: str = "round",
-                  method: str = "hih_c") -> dict[str, float]:
+def table8_ratios(
+    rows: Sequence[dict],
+    variant: str = "float",
+    integer_target: str = "cell",
+    decimal_quantizer: str = "round",
+    method: str = "hih_c",
+) -> dict[str, float]:
     """The ideal-NME ratios of ``method``'s codec (the paper's HIH_C by default) between consecutive
     decimal sizes ("4x4/8x8": ...), decoded at the decimal corner, as in the paper's Table 8 "Ideal"
     column (0.420 / 0.182 / 0.091: 2.31 and 2.00)."""
@@ -248,7 +259,7 @@ def table8_ratios(rows: Sequence[dict], variant: str = "float", integer_target: 
         and r["decode"] == "decimal corner"
     }
     sizes = sorted(hih, key=lambda res: int(res.split("x")[0]))
-    return {f"{a}/{b}": hih[a] / hih[b] for a, b in zip(sizes, sizes[1:])}
+    return {f"{a}/{b}": hih[a] / hih[b] for a, b in zip(sizes, sizes[1:], strict=False)}
 
 
 def print_table(rows: Sequence[dict], title: str = "Ideal-condition NME (%)") -> None:
