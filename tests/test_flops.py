@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from hih.cli._hydra import config_dir
+from hih.config import config_dir
 from hih.cli.flops import flops_record
 from hih.cli.flops import main as flops_main
 

@@ -282,13 +282,14 @@ def bar_figure(rows: Sequence[dict], title: str = "Ideal-condition NME: what qua
     """Horizontal grouped bar chart: one row (and one y tick label) per table row, top to bottom in
     table order, one bar per label variant. Rows are spaced by a fixed height so labels never
     overlap however many rows there are."""
-    from hih.analysis.plots import plt
+    from matplotlib.figure import Figure
 
     table = pivot(rows)
     variants = sorted({r["variant"] for r in rows})
     y = np.arange(len(table))
     height = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(table)), dpi=120)
+    fig = Figure(figsize=(8, 1.2 + 0.32 * len(table)), dpi=120)
+    ax = fig.subplots()
     for i, v in enumerate(variants):
         vals = [row.get(v, np.nan) for row in table]
         bars = ax.barh(y + (i - (len(variants) - 1) / 2) * height, vals, height, label=f"{v} labels")

@@ -1,14 +1,13 @@
-"""Every callback of the suite, one module each.
+"""Every Lightning callback of the suite, one module each (Hydra's are in :mod:`hih.cli.hydra_callbacks`).
 
 - :class:`LastCheckpoint` (:mod:`.checkpoints`): ``last.ckpt`` every N steps and at each epoch end;
+- :class:`ConfigInCheckpoint` (:mod:`.checkpoints`): the run's model / data / labels config in every checkpoint;
 - :class:`ResumeLoaderState` (:mod:`.resume`): exact mid-epoch resume of the train loader;
-- :class:`NonFiniteGuard` (:mod:`.non_finite`): stop on NaN/Inf loss or gradient, never save them;
-- :class:`RunDirGuard` (:mod:`.rundir`): a Hydra callback refusing to overwrite an earlier run's results.
+- :class:`NonFiniteGuard` (:mod:`.non_finite`): stop on NaN/Inf loss or gradient, never save them.
 """
 
-from hih.callbacks.checkpoints import LastCheckpoint
+from hih.callbacks.checkpoints import ConfigInCheckpoint, LastCheckpoint
 from hih.callbacks.non_finite import NonFiniteError, NonFiniteGuard
 from hih.callbacks.resume import ResumeLoaderState
-from hih.callbacks.rundir import RunDirGuard
 
-__all__ = ["LastCheckpoint", "NonFiniteError", "NonFiniteGuard", "ResumeLoaderState", "RunDirGuard"]
+__all__ = ["ConfigInCheckpoint", "LastCheckpoint", "NonFiniteError", "NonFiniteGuard", "ResumeLoaderState"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from hih.data.dataset import EpochSampler, FaceDataset, ResumableDataLoader, ShardSampler, _world
 from hih.data.datasets import get_dataset, get_layout
@@ -242,17 +242,3 @@ class FaceDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
-
-    def subset_dataloaders(self) -> dict[str, DataLoader]:
-        """One test loader per subset of the layout that has faces in the test split.
-
-        Batches are the test split's own samples, so ``"index"`` is the index in the test split.
-        """
-        ds = self._require("test_set")
-        flags = np.stack([r.subsets for r in ds.records]) if len(ds) else np.zeros((0, len(self.subset_names)), bool)
-        loaders = {}
-        for k, name in enumerate(self.subset_names):
-            idx = np.flatnonzero(flags[:, k])
-            if idx.size:
-                loaders[name] = self._loader(Subset(ds, idx.tolist()), self.eval_batch_size, shuffle=False)
-        return loaders
