@@ -267,7 +267,8 @@ def print_table(rows: Sequence[dict], title: str = "Ideal-condition NME (%)") ->
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("method", "decode", "resolution", "integer target", "decimal quantiser"):
+    table.add_column("method", overflow="fold")  # "hih_c/hih_cp/..." has no space to wrap at
+    for col in ("decode", "resolution", "integer target", "decimal quantiser"):
         table.add_column(col)
     variants = sorted({r["variant"] for r in rows})
     for v in variants:
