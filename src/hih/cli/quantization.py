@@ -20,7 +20,10 @@ def main(cfg: DictConfig) -> None:
     datamodule.prepare_data()  # writes the synthetic faces on first use
     layout = datamodule.layout
     records = datamodule.read_split(cfg.split)
-    methods = method_variants(cfg.data.input_size, cfg.data.heatmap_size, list(cfg.decimal_sizes), cfg.sigma, cfg.decimal_sigma)
+    # Every registered method (hih.methods), each codec built by the registry.
+    methods = method_variants(
+        cfg.data.input_size, cfg.data.heatmap_size, list(cfg.decimal_sizes), cfg.sigma, cfg.decimal_sigma
+    )
     rows = analyse(records, layout.norm_pair, methods, cfg.data.input_size, datamodule.crop_scale, crop_from=datamodule.crop_from)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
