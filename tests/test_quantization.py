@@ -78,6 +78,16 @@ def test_a_newly_registered_method_reaches_the_analysis(records, probe_method):
     assert len(probe) == 6 and probe == base  # argmax corner / centre (ours), centre (authors); float / rounded
 
 
+def test_an_option_the_method_fixes_is_not_swept():
+    name = "zz_corner"
+    register(Method(name, ProbeCodec, {"decoder": "argmax", "anchor": "corner"}))
+    try:
+        rows = [(v.decode, v.integer_target) for v in method_variants(input_size=64, heatmap_size=16, names=[name])]
+    finally:
+        _registry._REGISTRY.pop(name, None)
+    assert rows == [("argmax corner", "subpixel"), ("argmax corner", "cell")]
+
+
 def test_bar_chart_labels_do_not_overlap():
     methods = method_variants()
     assert len(methods) >= 13

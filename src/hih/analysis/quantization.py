@@ -106,8 +106,10 @@ def method_groups(names: Iterable[str] | None = None) -> list[list[str]]:
 
 
 def _decode_choices(name: str, setting: str) -> list[dict]:
-    """The decode options of method ``name`` with a row each: HIH's decimal anchor, the argmax anchor."""
-    params, fixed, options = _codec_params(name), _fixed(name), DECODE_OPTIONS[setting]
+    """The decode options of method ``name`` with a row each: HIH's decimal anchor, the argmax anchor
+    (an option the method fixes itself is not swept)."""
+    params = _codec_params(name) - set(get_method(name).codec_kwargs)
+    fixed, options = _fixed(name), DECODE_OPTIONS[setting]
     if "decimal_decode" in params:
         return [{"decimal_decode": d} for d in options["decimal_decode"]]
     if "anchor" in params and fixed.get("decoder") == "argmax":
