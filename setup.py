@@ -1,7 +1,7 @@
 """Ships the top-level ``conf/`` inside the wheel as ``hih/conf`` (the metadata lives in pyproject.toml).
 
 ``conf/`` stays at the repository root, where Hydra users expect it; a regular (non-editable) install
-gets a copy so that the console scripts find their configs without the clone (hih.cli._hydra.config_dir).
+gets a copy so that the console scripts find their configs without the clone (hih.config.config_dir).
 An editable install reads the repository's ``conf/`` directly and copies nothing.
 """
 

@@ -12,12 +12,23 @@ Gaussian). Same augmentation probabilities as hih's defaults.
 
 Both run single-threaded in one process (num_workers=0), as one DataLoader worker does.
 
+``--photos``: the same training transform on WFLW-like photos (hih.data.datasets.synthetic_photos: 1-4
+faces in 800-1200 px JPEGs): the full-photo path (decode the photo for every face) against the crop cache
+(hih.data.crop_cache, raw and JPEG storage), and the small synthetic canvases for reference; best of
+``--passes`` passes, one thread; the cache's size and build time (with and without PIL's JPEG draft
+decode). Prints the ratio last and writes the figures to ``--json``.
+
     python scripts/bench_data.py [--n 200] [--passes 5] [--root DIR]
+    python scripts/bench_data.py --photos [--n-photos 200] [--json OUT.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,6 +95,118 @@ def reference_sample(rec, rng: np.random.Generator, flip_perm: np.ndarray, size:
     return image, torch.from_numpy(heatmaps), torch.from_numpy(pts.astype(np.float32))
 
 
+def best_rate(pipelines: dict, n: int, passes: int) -> dict[str, float]:
+    """Samples per second of each ``fn(epoch)`` over ``n`` samples: best pass, passes interleaved so that
+    load from other processes on a shared machine hits every pipeline alike."""
+    for fn in pipelines.values():
+        fn(0)  # warm-up: page cache, lazy imports
+    best = {name: float("inf") for name in pipelines}
+    for p in range(passes):
+        for name, fn in pipelines.items():
+            t0 = time.perf_counter()
+            fn(p + 1)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: n / t for name, t in best.items()}
+
+
+def bench_draft(records, settings, passes: int) -> dict:
+    """Decode time of the photos the cache build decodes reduced (every face needs <= 1/2 resolution):
+    full decode vs the decoder's DCT scaling (what PIL calls draft mode)."""
+    from collections import defaultdict
+
+    from hih.data.crop_cache import _decode
+
+    need: dict = defaultdict(float)
+    for r in records:
+        need[r.image_path] = max(need[r.image_path], settings.density(settings.box(r)))
+    eligible = [(p, d) for p, d in need.items() if d <= 0.5]
+    out = {"draft_photos": len(eligible), "photos_checked": len(need)}
+    if eligible:
+        for name, draft in (("full_decode_ms", False), ("draft_decode_ms", True)):
+            best = float("inf")
+            for _ in range(max(1, passes)):
+                t0 = time.perf_counter()
+                for p, d in eligible:
+                    _decode(p, d, draft)
+                best = min(best, time.perf_counter() - t0)
+            out[name] = best / len(eligible) * 1000
+    return out
+
+
+def bench_photos(args) -> dict:
+    """Full photo vs crop cache vs canvases, per worker; see the module docstring."""
+    from hih.data.crop_cache import ensure_crop_cache
+    from hih.data.dataset import FaceDataset
+    from hih.data.datasets import get_layout, read_dataset
+    from hih.data.datasets.synthetic_photos import ensure_synthetic_photos
+    from hih.data.synthetic import ensure_synthetic
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    root = args.root or Path(f".cache/bench_data/synthetic_photos-{args.n_photos}")
+    ensure_synthetic_photos(root, n_train=args.n_photos, n_test=1, seed=0, workers=min(2, cores))
+    records = read_dataset("synthetic_photos", root, "train")
+    layout = get_layout("wflw")
+    n = len(records)
+    photo_ds = FaceDataset(records, layout, input_size=args.input_size, train=True, seed=0)
+    settings = photo_ds.crop_settings()
+    builds, caches = {}, {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-crop-cache-"))
+    try:
+        for fmt, draft in (("raw", False), ("raw", True), ("jpeg", True)):
+            t0 = time.perf_counter()
+            cache = ensure_crop_cache(records, settings, tmp / f"{fmt}-{draft}", "synthetic_photos", "train", fmt=fmt,
+                                      workers=args.build_workers or cores, progress=False, draft=draft)
+            builds[f"{fmt}{'_draft' if draft and fmt == 'raw' else ''}"] = {"build_s": time.perf_counter() - t0, "mb": cache.nbytes / 2**20}
+            caches[fmt] = cache
+        canvas_root = Path(f".cache/bench_data/synthetic-{n}")
+        ensure_synthetic(canvas_root, n_train=n, n_test=1, seed=0)
+        canvas_ds = FaceDataset(read_dataset("synthetic", canvas_root, "train")[:n], layout, input_size=args.input_size,
+                                train=True, seed=0)
+        sets = {"photo": photo_ds, "cached": FaceDataset(records, layout, args.input_size, train=True, seed=0, crops=caches["raw"]),
+                "cached_jpeg": FaceDataset(records, layout, args.input_size, train=True, seed=0, crops=caches["jpeg"]),
+                "canvas": canvas_ds}
+
+        def runner(ds):
+            def run(epoch: int) -> None:
+                for i in range(n):
+                    ds.get(i, epoch)
+            return run
+
+        rates = best_rate({name: runner(ds) for name, ds in sets.items()}, n, args.passes)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    photos = len({r.image_path for r in records})
+    draft = bench_draft(records, settings, args.passes)
+    result = {
+        "photos": photos, "faces": n, "input_size": args.input_size, "passes": args.passes, "threads": 1,
+        "photo_img_s": rates["photo"], "cached_img_s": rates["cached"], "cached_jpeg_img_s": rates["cached_jpeg"],
+        "canvas_img_s": rates["canvas"],
+        "cached_cost_over_canvas": rates["canvas"] / rates["cached"],
+        "cache_mb": builds["raw"]["mb"], "cache_mb_per_1000_faces": builds["raw"]["mb"] / n * 1000,
+        "cache_jpeg_mb": builds["jpeg"]["mb"],
+        "build_s": builds["raw"]["build_s"], "build_s_draft": builds["raw_draft"]["build_s"],
+        "build_s_jpeg": builds["jpeg"]["build_s"], "build_workers": args.build_workers or cores,
+        **draft,
+        "ratio_cached_vs_photo": rates["cached"] / rates["photo"],
+    }
+    print(f"images: {photos} WFLW-like photos (800-1200 px), {n} faces, input {args.input_size}, best of {args.passes} passes, 1 thread")
+    print(f"full photo (decode per face + warp + albumentations):  {rates['photo']:8.1f} img/s per worker")
+    print(f"crop cache, raw memory map:                             {rates['cached']:8.1f} img/s per worker")
+    print(f"crop cache, JPEG crops:                                 {rates['cached_jpeg']:8.1f} img/s per worker")
+    print(f"synthetic canvases (256-384 px, today's benchmarks):    {rates['canvas']:8.1f} img/s per worker")
+    print(f"cache: raw {result['cache_mb']:.1f} MB ({result['cache_mb_per_1000_faces']:.0f} MB per 1000 faces), built in "
+          f"{result['build_s']:.1f} s ({result['build_s_draft']:.1f} s with JPEG draft decode) on {result['build_workers']} threads; "
+          f"JPEG {result['cache_jpeg_mb']:.1f} MB, built in {result['build_s_jpeg']:.1f} s")
+    if draft["draft_photos"]:
+        print(f"JPEG draft (DCT-scaled) decode on the {draft['draft_photos']} photo(s) whose every face needs <= 1/2 "
+              f"resolution: {draft['draft_decode_ms']:.1f} ms vs {draft['full_decode_ms']:.1f} ms full")
+    else:
+        print("JPEG draft decode: no photo has only faces that need <= 1/2 of its resolution at this input size")
+    print(f"per-sample cost, cached / canvas: {result['cached_cost_over_canvas']:.2f}x (goal <= 1.3x)")
+    print(f"ratio cached / full photo: {result['ratio_cached_vs_photo']:.2f}x (goal >= 5x)")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=None,
@@ -91,7 +214,23 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="images per pipeline and pass")
     parser.add_argument("--passes", type=int, default=5, help="timed passes; the best is reported")
     parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--photos", action="store_true", help="full photos vs the crop cache on WFLW-like photos")
+    parser.add_argument("--n-photos", type=int, default=200, help="--photos: WFLW-like photos (1-4 faces each)")
+    parser.add_argument("--build-workers", type=int, default=None, help="--photos: cache build threads (default: every core)")
+    parser.add_argument("--json", type=Path, default=None, help="--photos: write the figures to this JSON file")
     args = parser.parse_args()
+    if args.photos:
+        import cv2
+        import torch
+
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        result = bench_photos(args)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"wrote {args.json}")
+        return
 
     import cv2
     import torch

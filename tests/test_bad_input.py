@@ -195,7 +195,7 @@ def test_run_dir_guard_stops_the_hydra_app(tmp_path):
     # Hydra turns callback exceptions into warnings; the guard must really stop the app.
     from omegaconf import OmegaConf
 
-    from hih.callbacks import RunDirGuard
+    from hih.cli.hydra_callbacks import RunDirGuard
 
     (tmp_path / "metrics.json").write_text("{}")
     cfg = OmegaConf.create({"task_name": "train", "ckpt_path": None, "hydra": {"run": {"dir": str(tmp_path)}}})

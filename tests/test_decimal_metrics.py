@@ -1,4 +1,4 @@
-"""Compensation-head metrics: decimal-cell accuracy and offset error (hih.metrics, issue 15)."""
+"""Compensation-head metrics: decimal-cell accuracy and offset error (hih.metrics), and their meter."""
 
 from __future__ import annotations
 
@@ -9,7 +9,38 @@ import torch
 
 from hih.codecs import HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.codecs.common import to_heatmap_coords
-from hih.metrics import DecimalAccuracy, OffsetError, decimal_accuracy, decimal_hits, offset_errors
+from hih.metrics import HeadMetricMeter, decimal_hit_map, decimal_hits, offset_error_map
+
+
+def decimal_accuracy(pred, target, weight) -> torch.Tensor:
+    hits, count = decimal_hits(pred, target, weight)
+    return hits / count
+
+
+def offset_errors(pred, target, weight, cells=None) -> tuple[torch.Tensor, torch.Tensor]:
+    err, vis = offset_error_map(pred, target, weight, cells)
+    return err.sum(), vis.sum().double()
+
+
+class _Meter:
+    """A per-landmark score accumulated by the module's meter (:class:`HeadMetricMeter`), full set only."""
+
+    def __init__(self, score) -> None:
+        self.score, self.meter = score, HeadMetricMeter()
+
+    def update(self, *args) -> None:
+        self.meter.update(*self.score(*args))
+
+    def compute(self) -> torch.Tensor:
+        return self.meter.compute()[""]
+
+
+def DecimalAccuracy() -> _Meter:
+    return _Meter(decimal_hit_map)
+
+
+def OffsetError() -> _Meter:
+    return _Meter(offset_error_map)
 
 
 def _landmarks(b: int, n: int, size: int, seed: int = 0) -> torch.Tensor:

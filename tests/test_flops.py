@@ -11,8 +11,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from hih.cli._hydra import config_dir
+from hih.config import config_dir
 from hih.cli.flops import flops_record
+from hih.methods import method_names
 from hih.cli.flops import main as flops_main
 
 TINY = ["model.net.channels=16", "model.net.width=8", "data.num_landmarks=7", "data.input_size=64", "data.heatmap_size=16"]
@@ -43,7 +44,7 @@ def test_cli_writes_flops_json_matching_the_model(tmp_path: Path, monkeypatch, c
 
 
 def test_every_model_config_composes_and_instantiates() -> None:
-    for name in ["baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t", "hih_l"]:
+    for name in method_names():
         cfg = composed([f"model={name}", "model.net.channels=16", "data.input_size=64", "data.heatmap_size=16"])
         assert cfg.model.name == name
         # Only the terms the method trains: the head's weight exactly when it has a head.

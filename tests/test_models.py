@@ -81,7 +81,7 @@ def test_gradients_reach_every_parameter(head: str) -> None:
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-@pytest.mark.parametrize("head", ["hih_c", "hih_t", "hih_l", "wov", "wom", "none"])
+@pytest.mark.parametrize("head", sorted(HEAD_KEYS))
 def test_loss_falls_with_adam(head: str) -> None:
     torch.manual_seed(1)
     net = tiny_net(head, input_size=64).train()

@@ -1,14 +1,16 @@
 """hih-quantization: the authors' rows reproduce the shape of the paper's Table 8 "Ideal" column,
-every row names its label settings, and the bar chart stays readable with many rows."""
+every row names its label settings, every registered method (a new one included) is measured, and
+the bar chart stays readable with many rows."""
 
 from __future__ import annotations
 
 import pytest
 
-from hih.analysis.quantization import analyse, authors_methods, bar_figure, default_methods, pivot, table8_ratios
-from hih.data.datasets import get_layout
-from hih.data.datasets import read_dataset
+from hih.analysis.quantization import analyse, bar_figure, method_groups, method_variants, pivot, table8_ratios
+from hih.codecs.heatmap import HeatmapCodec
+from hih.data.datasets import get_layout, read_dataset
 from hih.data.synthetic import ensure_synthetic
+from hih.methods import Method, _registry, method_names, register
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def records(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rows(records):
-    methods = [m for m in default_methods() if m.method == "hih" and m.decode == "decimal corner"]
+    methods = [m for m in method_variants(names=["hih_c"]) if m.decode == "decimal corner"]
     return analyse(records, get_layout("wflw").norm_pair, methods, progress=False)
 
 
@@ -37,12 +39,57 @@ def test_round_quantizer_gives_the_papers_table8_ratios(rows):
 def test_every_row_records_its_label_settings(rows):
     assert rows and all({"integer_target", "decimal_quantizer"} <= set(r) for r in rows)
     assert {(r["integer_target"], r["decimal_quantizer"]) for r in rows} == {("subpixel", "floor"), ("cell", "round")}
-    names = {(m.method, m.integer_target, m.decimal_quantizer) for m in authors_methods()}
-    assert ("baseline", "cell", None) in names and ("hih", "cell", "round") in names
+    names = {(m.method.split("/")[0], m.integer_target, m.decimal_quantizer) for m in method_variants()}
+    assert ("baseline", "cell", None) in names and ("hih_c", "cell", "round") in names
+
+
+def test_every_registered_method_is_measured_once_per_codec():
+    groups = method_groups()
+    assert sorted(n for g in groups for n in g) == method_names()
+    # HIH_C, HIH_T and HIH_L share one codec, so they share a row.
+    assert any({"hih_c", "hih_t", "hih_l"} <= set(g) for g in groups)
+    measured = {n for v in method_variants() for n in v.method.split("/")}
+    assert measured == set(method_names())
+
+
+class ProbeCodec(HeatmapCodec):
+    """A throwaway method's codec: decodes like the baseline, under its own class."""
+
+
+@pytest.fixture
+def probe_method():
+    name = "zz_probe"
+    register(Method(name, ProbeCodec, {"decoder": "argmax"}))
+    try:
+        yield name
+    finally:
+        _registry._REGISTRY.pop(name, None)
+
+
+def test_a_newly_registered_method_reaches_the_analysis(records, probe_method):
+    variants = method_variants(input_size=64, heatmap_size=16)
+    mine = [v for v in variants if probe_method in v.method.split("/")]
+    assert mine and all(isinstance(v.codec, ProbeCodec) for v in mine)
+    # Its rows are measured like the baseline's, whose codec it decodes like: same numbers.
+    picked = [v for v in variants if v.method in (probe_method, "baseline")]
+    out = analyse(records[:20], get_layout("wflw").norm_pair, picked, input_size=64, progress=False)
+    probe = {(r["decode"], r["integer_target"], r["variant"]): r["nme"] for r in out if r["method"] == probe_method}
+    base = {(r["decode"], r["integer_target"], r["variant"]): r["nme"] for r in out if r["method"] == "baseline"}
+    assert len(probe) == 6 and probe == base  # argmax corner / centre (ours), centre (authors); float / rounded
+
+
+def test_an_option_the_method_fixes_is_not_swept():
+    name = "zz_corner"
+    register(Method(name, ProbeCodec, {"decoder": "argmax", "anchor": "corner"}))
+    try:
+        rows = [(v.decode, v.integer_target) for v in method_variants(input_size=64, heatmap_size=16, names=[name])]
+    finally:
+        _registry._REGISTRY.pop(name, None)
+    assert rows == [("argmax corner", "subpixel"), ("argmax corner", "cell")]
 
 
 def test_bar_chart_labels_do_not_overlap():
-    methods = default_methods()
+    methods = method_variants()
     assert len(methods) >= 13
     fake = [
         dict(method=m.method, decode=m.decode, resolution=m.resolution, integer_target=m.integer_target,

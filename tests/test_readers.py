@@ -265,7 +265,7 @@ def test_cofw_errors(tmp_path):
 
 
 def test_read_dataset_unknown_and_synthetic_missing(tmp_path):
-    with pytest.raises(ValueError, match="300w, cofw, .*synthetic, wflw"):
+    with pytest.raises(ValueError, match="300w, cofw, .*synthetic, synthetic_photos, wflw"):
         read_dataset("aflw", tmp_path, "train")
     with pytest.raises(FileNotFoundError, match="written on first use"):
         read_dataset("synthetic", tmp_path / "none", "train")

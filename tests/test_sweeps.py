@@ -15,7 +15,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hih.cli._hydra import config_dir
+from hih.config import config_dir
 
 VENV_BIN = Path(sys.executable).parent
 TINY = [

@@ -70,7 +70,7 @@ def test_the_hpo_sweeper_optimises_the_validation_nme():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from hih.cli._hydra import config_dir
+    from hih.config import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = hydra_compose("train", ["hydra/sweeper=hpo"], return_hydra_config=True)

@@ -14,11 +14,12 @@ import pytest
 from hih.checkpoints import load_state_dict
 from hih.data.datasets import get_layout
 from hih.data.synthetic import ensure_synthetic
+from hih.methods import method_names
 from hih.pipeline import compose, output_dir, train
 
 pytestmark = pytest.mark.slow
 
-HEADS = ["baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t", "hih_l"]
+HEADS = method_names()  # every registered method, a new one included
 PNG = b"\x89PNG\r\n\x1a\n"
 
 from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)

@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 
@@ -110,16 +109,6 @@ def _keep_references(raw, resolved):
     if isinstance(raw, str) and "${" in raw and any(ref in raw for ref in _KEPT_REFERENCES):
         return raw
     return resolved
-
-
-class ConfigInCheckpoint(Callback):
-    """Writes ``config`` (:func:`describe`) into every checkpoint under :data:`CONFIG_KEY`."""
-
-    def __init__(self, config: dict) -> None:
-        self.config = config
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint[CONFIG_KEY] = copy.deepcopy(self.config)
 
 
 def read_config(path: str | Path) -> dict | None:

@@ -237,7 +237,7 @@ class PerFaceResults:
 
 
 # ----------------------------------------------------------------------------------------------
-# Compensation-head metrics (issue 15): does the decimal / offset head learn? Sums, not means, so
+# Compensation-head metrics: does the decimal / offset head learn? Sums, not means, so
 # they accumulate over batches and reduce across DDP ranks with "sum".
 # ----------------------------------------------------------------------------------------------
 
@@ -271,15 +271,15 @@ def decimal_hits(pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, 
     return hit.sum(), vis.sum().double()
 
 
-def decimal_accuracy(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """Fraction of visible landmarks whose decimal-map argmax is the target's cell (NaN if none)."""
-    hits, count = decimal_hits(pred, target, weight)
-    return hits / count if count > 0 else hits.new_tensor(float("nan"))
-
-
 def offset_error_map(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Per-landmark offset errors in cells: (error (B, N) float64, 0 where invisible; visible (B, N) bool).
-    Arguments as :func:`offset_errors`."""
+    """Per-landmark offset errors in heatmap cells: (error (B, N) float64, 0 where invisible; visible (B, N) bool).
+
+    WOV: pred, target (B, N, 2) offset values (``OffsetValueCodec.encode(...)["offset"]``), ``cells`` None.
+    WOM: pred, target (B, 2, H, W) offset maps (channel 0 x, 1 y; ``OffsetMapCodec.encode(...)["offset_map"]``)
+    and ``cells`` (B, N, 2) long (x, y) target cells floor(u): both maps are read at each landmark's
+    target cell (where the codec wrote its offset; a shared cell holds the colliding landmarks' mean).
+    The error of one landmark is the Euclidean norm of the (x, y) difference. weight: (B, N).
+    """
     if cells is None:
         if pred.ndim != 3 or pred.shape[-1] != 2 or pred.shape != target.shape:
             raise ValueError(f"WOV offsets must be (B, N, 2) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
@@ -296,62 +296,9 @@ def offset_error_map(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor
             return m.flatten(2).gather(2, index).transpose(1, 2)  # (B, N, 2)
 
         pred, target = read(pred.detach()), read(target.detach())
-    vis = _visible(weight, tuple(pred.shape[:2]), "offset_errors")
+    vis = _visible(weight, tuple(pred.shape[:2]), "offset_error_map")
     err = torch.linalg.vector_norm(pred.detach().double() - target.detach().double(), dim=-1)
     return torch.where(vis, err, torch.zeros_like(err)), vis
-
-
-def offset_errors(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Sum of |pred offset - target offset| in heatmap cells over visible landmarks, and their count.
-
-    WOV: pred, target (B, N, 2) offset values (``OffsetValueCodec.encode(...)["offset"]``), ``cells`` None.
-    WOM: pred, target (B, 2, H, W) offset maps (channel 0 x, 1 y; ``OffsetMapCodec.encode(...)["offset_map"]``)
-    and ``cells`` (B, N, 2) long (x, y) target cells floor(u): both maps are read at each landmark's
-    target cell (where the codec wrote its offset; a shared cell holds the colliding landmarks' mean).
-    The error of one landmark is the Euclidean norm of the (x, y) difference. weight: (B, N).
-    Returns (sum, count), 0-d float64; the mean error is sum / count.
-    """
-    err, vis = offset_error_map(pred, target, weight, cells)
-    return err.sum(), vis.sum().double()
-
-
-class _RatioMetric(Metric):
-    """numerator / count with both states summed across batches and DDP ranks; NaN before any landmark."""
-
-    is_differentiable = False
-    full_state_update = False
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def _add(self, total: Tensor, count: Tensor) -> None:
-        self.total += total.to(self.total.device)
-        self.count += count.to(self.count.device)
-
-    def compute(self) -> Tensor:
-        if self.count <= 0:
-            return self.total.new_tensor(float("nan"))
-        return self.total / self.count
-
-
-class DecimalAccuracy(_RatioMetric):
-    """Decimal-cell accuracy (see :func:`decimal_hits`). ``update(pred, target, weight)``; chance 1 / d^2."""
-
-    higher_is_better = True
-
-    def update(self, pred: Tensor, target: Tensor, weight: Tensor) -> None:
-        self._add(*decimal_hits(pred, target, weight))
-
-
-class OffsetError(_RatioMetric):
-    """Mean offset error in heatmap cells (see :func:`offset_errors`). ``update(pred, target, weight, cells=None)``."""
-
-    higher_is_better = False
-
-    def update(self, pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> None:
-        self._add(*offset_errors(pred, target, weight, cells))
 
 
 #: score(head output, codec targets, cells (B, N, 2) long (x, y) target cells floor(u)) ->
@@ -419,14 +366,10 @@ class HeadMetricMeter(Metric):
 
 
 __all__ += [
-    "DecimalAccuracy",
     "HeadMetric",
     "HeadMetricMeter",
     "HeadScore",
-    "OffsetError",
-    "decimal_accuracy",
     "decimal_hit_map",
     "decimal_hits",
     "offset_error_map",
-    "offset_errors",
 ]

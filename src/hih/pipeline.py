@@ -16,7 +16,8 @@ from omegaconf.errors import InterpolationResolutionError
 
 from hih.analysis.figures import log_figures, write_test_figures
 from hih.analysis.results import print_results, write_metrics
-from hih.checkpoints import CheckpointMismatchError, ConfigInCheckpoint, config_from_checkpoint, describe, load_weights
+from hih.callbacks import ConfigInCheckpoint
+from hih.checkpoints import CheckpointMismatchError, config_from_checkpoint, describe, load_weights
 
 
 @dataclass
@@ -31,7 +32,7 @@ def build(cfg: DictConfig, with_callbacks: bool = True) -> Parts:
     """Instantiate datamodule, net, codec, LightningModule, loggers, callbacks and trainer."""
     from hydra.utils import instantiate
 
-    from hih.cli._hydra import instantiate_group, resolved
+    from hih.config import instantiate_group, resolved
 
     # _convert_="all": plain containers, so checkpoints load with weights_only=True.
     datamodule = instantiate(cfg.data.datamodule, _convert_="all")
@@ -55,7 +56,7 @@ def compose(config_name: str = "train", overrides: list[str] | None = None, outp
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from hih.cli._hydra import config_dir
+    from hih.config import config_dir
 
     overrides = list(overrides or [])
     if output_dir is not None:
@@ -138,26 +139,26 @@ def optimized_value(cfg: DictConfig, fitted: dict[str, float], tested: dict[str,
 def check_experiment_data(cfg: DictConfig) -> None:
     """Refuse an experiment on a dataset it is not sized for (``experiment_data``, set by the quickstart).
 
-    Without this, ``hih-train data=wflw`` would train WFLW with the CPU quickstart's 128 px input,
-    32x32 heatmap and 8 epochs, in silence.
+    Without this, ``hih-train data=wflw`` would train WFLW at the CPU quickstart's input size, heatmap
+    and epochs, in silence.
     """
     allowed = cfg.get("experiment_data")
     name = cfg.data.name
     if not allowed or name in allowed:
         return
-    from hih.cli._hydra import config_dir
+    from hih.config import config_dir
 
     paper = Path(config_dir()) / "experiment" / "paper" / f"{name}.yaml"
     suggestion = (
-        f"For the paper's settings on {name} (256 px input, 64x64 heatmap, Adam 1e-5 divided by 10 every 50 "
-        f"epochs, 150 epochs, on a GPU) run: hih-train experiment=paper/{name} model=hih_c (experiment=paper/{name} "
-        f"selects data={name} itself)."
+        f"For the paper's settings on {name} (conf/experiment/paper/{name}.yaml, on a GPU) run: "
+        f"hih-train experiment=paper/{name} model=hih_c (experiment=paper/{name} selects data={name} itself)."
         if paper.is_file()
         else f"There is no paper experiment for {name} (conf/experiment/paper/{name}.yaml): write one, or start from the base settings with ~experiment."
     )
     raise ValueError(
-        f"data={name} was composed with the default experiment, the CPU quickstart (128 px input, 32x32 heatmap, "
-        f"64-channel HIH_L, AdamW one-cycle, 8 epochs), which is sized for {', '.join(allowed)} faces only. "
+        f"data={name} was composed with the default experiment, the CPU quickstart ({cfg.data.input_size} px input, "
+        f"{cfg.data.heatmap_size}x{cfg.data.heatmap_size} heatmap, model={cfg.model.name}, {cfg.trainer.max_epochs} epochs), "
+        f"which is sized for {', '.join(allowed)} faces only. "
         f"{suggestion} To train {name} with the base settings of train.yaml instead, drop the quickstart: ~experiment."
     )
 

@@ -1,5 +1,5 @@
 """Never overwrite an earlier run's results: the check; the Hydra callback running it is
-:class:`hih.callbacks.RunDirGuard`."""
+:class:`hih.cli.hydra_callbacks.RunDirGuard`."""
 
 from __future__ import annotations
 

@@ -6,15 +6,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # runs on headless nodes; notebooks switch backends themselves
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+# Bare Figures, never pyplot: no global backend switch on import (a notebook keeps its own), headless-safe.
+from matplotlib.figure import Figure
 
-from hih.data.transforms import denormalize as _denormalize  # noqa: E402
-from hih.metrics import auc_from_errors, ced  # noqa: E402
+from hih.data.transforms import denormalize as _denormalize
+from hih.metrics import auc_from_errors, ced
 
 
 def plot_ced(errors: Mapping[str, np.ndarray], path: str | os.PathLike, threshold: float = 10.0, title: str = "CED") -> Path:
@@ -23,7 +22,8 @@ def plot_ced(errors: Mapping[str, np.ndarray], path: str | os.PathLike, threshol
     Curve and legend AUC come from :mod:`hih.metrics` (the exact integral of the step CED), so the
     legend shows the AUC of metrics.json.
     """
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    fig = Figure(figsize=(6, 4.5), dpi=120)
+    ax = fig.subplots()
     for name, err in errors.items():
         err = torch.as_tensor(np.asarray(err, dtype=np.float64))
         if err.numel() == 0:
@@ -66,7 +66,8 @@ def plot_predictions(
     rgb = denormalize(images)
     cols = 1 + (heatmaps is not None) + (decimals is not None)
     rows = len(rgb)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), dpi=100, squeeze=False)
+    fig = Figure(figsize=(3 * cols, 3 * rows), dpi=100)
+    axes = fig.subplots(rows, cols, squeeze=False)
     size = rgb.shape[1]
     for i in range(rows):
         ax = axes[i, 0]
@@ -96,5 +97,4 @@ def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
     return path

@@ -5,28 +5,51 @@ Under ideal conditions the network output equals the encoded target, so
 representation cannot express. Two label variants are measured: the float labels as
 annotated, and labels rounded to integer pixels in the original image before cropping
 (the preprocessing quantization the paper describes).
+
+Every registered method (:mod:`hih.methods`) is measured, its codec built by the registry and its
+ideal outputs taken from ``Codec.targets_as_outputs`` of its encoded targets, so a new method
+appears in ``hih-quantization`` by registering itself (docs/adding_a_method.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.codecs.base import Codec
+from hih.codecs.offset import OffsetMapCodec, OffsetValueCodec
 from hih.data.geometry import apply_affine, crop_box, crop_matrix
+from hih.methods import build_codec, get_method, method_names
 from hih.metrics import per_sample_nme
+
+#: The label settings every method is measured with, (integer_target, decimal_quantizer): the suite's
+#: own (conf/labels/ours.yaml) and the authors' code's (conf/labels/authors.yaml); a codec that does
+#: not take an option is built without it.
+LABEL_SETTINGS = {"ours": ("subpixel", "floor"), "authors": ("cell", "round")}
+
+#: The decode options worth a row of their own, per label setting: HIH's decimal anchor (the
+#: authors decode eq. 4 at the index, the corner) and the argmax anchor ("corner" is the paper's
+#: literal floor; the authors' integer target sits on the cell, read at its centre).
+DECODE_OPTIONS = {
+    "ours": {"decimal_decode": ("corner", "centre"), "anchor": ("corner", "centre")},
+    "authors": {"decimal_decode": ("corner",), "anchor": ("centre",)},
+}
+
+#: How the tables name each heatmap decoder (the argmax row adds its anchor).
+_DECODER_LABELS = {"argmax": "argmax {anchor}", "wsm": "quarter shift", "dark": "taylor", "soft_argmax": "integral"}
 
 
 @dataclass(frozen=True)
-class Method:
-    """One row of the analysis: a codec and how it is named in the tables.
+class Variant:
+    """One row of the analysis: a codec of the registered method(s) ``method`` and how the tables name it.
 
-    integer_target / decimal_quantizer are read from the codec ("subpixel" | "cell"; "floor" |
-    "round", None for codecs without a decimal map)."""
+    method: the registered method, or "a/b/..." for methods that share one codec configuration (they
+    decode an ideal network alike: HIH_C, HIH_T, HIH_L, ...). integer_target / decimal_quantizer are
+    read from the codec (None where the codec has no such option)."""
 
     method: str
     decode: str
@@ -34,8 +57,8 @@ class Method:
     codec: Codec = field(compare=False, repr=False)
 
     @property
-    def integer_target(self) -> str:
-        return self.codec.integer_target  # type: ignore[attr-defined]
+    def integer_target(self) -> str | None:
+        return getattr(self.codec, "integer_target", None)
 
     @property
     def decimal_quantizer(self) -> str | None:
@@ -43,63 +66,98 @@ class Method:
 
     @property
     def label(self) -> str:
-        q = f", {self.decimal_quantizer}" if self.decimal_quantizer else ""
-        return f"{self.method} ({self.decode}, {self.resolution}, {self.integer_target}{q})"
+        settings = ", ".join(s for s in (self.integer_target, self.decimal_quantizer) if s)
+        return f"{self.method} ({self.decode}, {self.resolution}, {settings})"
 
 
-def default_methods(
+def decode_label(codec: Codec) -> str:
+    """How ``codec`` turns outputs into positions, as the tables name it: its own ``decode_label``
+    if it has one, its decimal anchor, its heatmap decoder, WOV's / WOM's offsets, or else its class name."""
+    if isinstance(getattr(codec, "decode_label", None), str):
+        return codec.decode_label
+    if hasattr(codec, "decimal_decode"):
+        return f"decimal {codec.decimal_decode}"
+    if hasattr(codec, "decoder"):
+        return _DECODER_LABELS.get(codec.decoder, codec.decoder).format(anchor=getattr(codec, "anchor", ""))
+    return {OffsetValueCodec: "offset values", OffsetMapCodec: "offset map"}.get(type(codec), type(codec).__name__)
+
+
+def _codec_params(name: str) -> set[str]:
+    return {p for p in inspect.signature(get_method(name).codec.__init__).parameters if p != "self"}
+
+
+def _fixed(name: str) -> Mapping[str, object]:
+    """The options method ``name`` fixes plus its codec's defaults (what decides its decode options)."""
+    method = get_method(name)
+    params = inspect.signature(method.codec.__init__).parameters.items()
+    defaults = {k: p.default for k, p in params if p.default is not p.empty}
+    return {**defaults, **method.codec_kwargs}
+
+
+def method_groups(names: Iterable[str] | None = None) -> list[list[str]]:
+    """Registered methods (default: all) grouped by codec configuration (class and fixed options):
+    methods of one group decode an ideal network alike. Heatmap-resolution groups first, then those
+    with a decimal map, each by name."""
+    groups: dict[tuple, list[str]] = {}
+    for name in sorted(method_names() if names is None else names):
+        method = get_method(name)
+        groups.setdefault((method.codec, tuple(sorted(method.codec_kwargs.items()))), []).append(method.name)
+    return sorted(groups.values(), key=lambda g: ("decimal_size" in _codec_params(g[0]), g[0]))
+
+
+def _decode_choices(name: str, setting: str) -> list[dict]:
+    """The decode options of method ``name`` with a row each: HIH's decimal anchor, the argmax anchor
+    (an option the method fixes itself is not swept)."""
+    params = _codec_params(name) - set(get_method(name).codec_kwargs)
+    fixed, options = _fixed(name), DECODE_OPTIONS[setting]
+    if "decimal_decode" in params:
+        return [{"decimal_decode": d} for d in options["decimal_decode"]]
+    if "anchor" in params and fixed.get("decoder") == "argmax":
+        return [{"anchor": a} for a in options["anchor"]]
+    return [{}]
+
+
+def method_variants(
     input_size: int = 256,
     heatmap_size: int = 64,
     decimal_sizes: Sequence[int] = (4, 8, 16),
     sigma: float = 1.5,
     decimal_sigma: float = 1.0,
-) -> list[Method]:
-    """Every compensation method of the suite, each at its own resolution, with today's label
-    settings (integer target "subpixel", decimal quantiser "floor") and then the authors' ones
-    (integer target "cell", decimal quantiser "round"; see :func:`authors_methods`)."""
-    hw = dict(input_size=input_size, heatmap_size=heatmap_size, sigma=sigma)
-    res = f"{heatmap_size}x{heatmap_size}"
-    methods = [
-        Method("baseline", "argmax corner", res, HeatmapCodec(**hw, decoder="argmax", anchor="corner")),
-        Method("baseline", "argmax centre", res, HeatmapCodec(**hw, decoder="argmax", anchor="centre")),
-        Method("wsm", "quarter shift", res, HeatmapCodec(**hw, decoder="wsm")),
-        Method("dark", "taylor", res, HeatmapCodec(**hw, decoder="dark")),
-        Method("soft_argmax", "integral", res, HeatmapCodec(**hw, decoder="soft_argmax")),
-        Method("wov", "offset values", res, OffsetValueCodec(**hw)),
-        Method("wom", "offset map", res, OffsetMapCodec(**hw)),
-    ]
-    for d in decimal_sizes:
-        for decode in ("corner", "centre"):
-            codec = HIHCodec(**hw, decimal_size=d, decimal_sigma=decimal_sigma, decimal_decode=decode)
-            methods.append(Method("hih", f"decimal {decode}", f"{d}x{d}", codec))
-    return methods + authors_methods(input_size, heatmap_size, decimal_sizes, sigma, decimal_sigma)
+    names: Iterable[str] | None = None,
+    settings: Sequence[str] = ("ours", "authors"),
+) -> list[Variant]:
+    """Every registered method (or ``names``), each at its own resolution, under each label setting
+    (:data:`LABEL_SETTINGS`; the suite's own, then the authors'), each decode option of
+    :data:`DECODE_OPTIONS` and, for codecs with a decimal map, each of ``decimal_sizes``.
+
+    Each codec is built by the registry (:func:`hih.methods.build_codec`) with the options it takes:
+    a new method reaches the analysis by registering itself."""
+    shared = dict(input_size=input_size, heatmap_size=heatmap_size, sigma=sigma, decimal_sigma=decimal_sigma)
+    out: list[Variant] = []
+    seen: set[tuple] = set()
+    for setting in settings:
+        integer_target, decimal_quantizer = LABEL_SETTINGS[setting]
+        labels = dict(integer_target=integer_target, decimal_quantizer=decimal_quantizer)
+        for group in method_groups(names):
+            name, params = group[0], _codec_params(group[0])
+            sizes = [dict(decimal_size=d) for d in decimal_sizes] if "decimal_size" in params else [{}]
+            for size in sizes:
+                for decode in _decode_choices(name, setting):
+                    kw = {k: v for k, v in {**shared, **labels, **size, **decode}.items() if k in params}
+                    key = (tuple(group), tuple(sorted(kw.items())))
+                    if key in seen:  # a codec without label options has one row, not one per setting
+                        continue
+                    seen.add(key)
+                    codec = build_codec(name, **kw)
+                    side = codec.decimal_size if "decimal_size" in kw else heatmap_size
+                    res = f"{side}x{side}"
+                    out.append(Variant("/".join(group), decode_label(codec), res, codec))
+    return out
 
 
-def authors_methods(
-    input_size: int = 256,
-    heatmap_size: int = 64,
-    decimal_sizes: Sequence[int] = (4, 8, 16),
-    sigma: float = 1.5,
-    decimal_sigma: float = 1.0,
-) -> list[Method]:
-    """The authors' label placement: integer Gaussian on a whole cell, decimal index rounded and
-    clipped, eq. 4 at the index (corner). DARK is included to show the premise: on a cell target
-    there is no sub-cell information left for a decoder to recover."""
-    hw = dict(input_size=input_size, heatmap_size=heatmap_size, sigma=sigma, integer_target="cell")
-    res = f"{heatmap_size}x{heatmap_size}"
-    methods = [
-        Method("baseline", "argmax centre", res, HeatmapCodec(**hw, decoder="argmax", anchor="centre")),
-        Method("dark", "taylor", res, HeatmapCodec(**hw, decoder="dark")),
-        Method("wov", "offset values", res, OffsetValueCodec(**hw)),
-        Method("wom", "offset map", res, OffsetMapCodec(**hw)),
-    ]
-    for d in decimal_sizes:
-        codec = HIHCodec(**hw, decimal_size=d, decimal_sigma=decimal_sigma, decimal_decode="corner", decimal_quantizer="round")
-        methods.append(Method("hih", "decimal corner", f"{d}x{d}", codec))
-    return methods
-
-
-def input_landmarks(records: Iterable, input_size: int, crop_scale: float, rounded: bool = False, crop_from: str = "box") -> np.ndarray:
+def input_landmarks(
+    records: Iterable, input_size: int, crop_scale: float, rounded: bool = False, crop_from: str = "box"
+) -> np.ndarray:
     """(M, N, 2) landmarks of each record in its cropped input, optionally from integer-rounded raw labels.
 
     crop_from: "box" (the record's face box) or "landmarks" (the box of its float landmarks, as the
@@ -114,7 +172,9 @@ def input_landmarks(records: Iterable, input_size: int, crop_scale: float, round
 
 
 @torch.no_grad()
-def ideal_nme(codec: Codec, labels: torch.Tensor, truth: torch.Tensor, norm_pair: Sequence[int], batch_size: int = 64) -> torch.Tensor:
+def ideal_nme(
+    codec: Codec, labels: torch.Tensor, truth: torch.Tensor, norm_pair: Sequence[int], batch_size: int = 64
+) -> torch.Tensor:
     """Per-face NME (percent) of ``decode(encode(labels))`` against ``truth``; both (M, N, 2)."""
     errs = []
     for start in range(0, len(labels), batch_size):  # batches bound memory, not a per-sample loop
@@ -126,7 +186,7 @@ def ideal_nme(codec: Codec, labels: torch.Tensor, truth: torch.Tensor, norm_pair
 def analyse(
     records: Sequence,
     norm_pair: Sequence[int],
-    methods: Sequence[Method],
+    methods: Sequence[Variant],
     input_size: int = 256,
     crop_scale: float = 1.25,
     progress: bool = True,
@@ -176,25 +236,32 @@ def pivot(rows: Sequence[dict]) -> list[dict]:
 
 
 def row_label(row: dict) -> str:
-    """One-line name of a pivoted row, e.g. "hih decimal corner 8x8 [cell, round]"."""
+    """One-line name of a pivoted row, e.g. "hih_c/hih_t decimal corner 8x8 [cell, round]"."""
     settings = ", ".join(str(row[k]) for k in ("integer_target", "decimal_quantizer") if row.get(k))
     return f"{row['method']} {row['decode']} {row['resolution']} [{settings}]"
 
 
-def table8_ratios(rows: Sequence[dict], variant: str = "float", integer_target: str = "cell", decimal_quantizer: str = "round") -> dict[str, float]:
-    """HIH's ideal-NME ratios between consecutive decimal sizes ("4x4/8x8": ...), as in the paper's
-    Table 8 "Ideal" column (0.420 / 0.182 / 0.091: 2.31 and 2.00)."""
+def table8_ratios(
+    rows: Sequence[dict],
+    variant: str = "float",
+    integer_target: str = "cell",
+    decimal_quantizer: str = "round",
+    method: str = "hih_c",
+) -> dict[str, float]:
+    """The ideal-NME ratios of ``method``'s codec (the paper's HIH_C by default) between consecutive
+    decimal sizes ("4x4/8x8": ...), decoded at the decimal corner, as in the paper's Table 8 "Ideal"
+    column (0.420 / 0.182 / 0.091: 2.31 and 2.00)."""
     hih = {
         r["resolution"]: r["nme"]
         for r in rows
-        if r["method"] == "hih"
+        if method in str(r["method"]).split("/")
         and r["variant"] == variant
         and r["integer_target"] == integer_target
         and r["decimal_quantizer"] == decimal_quantizer
         and r["decode"] == "decimal corner"
     }
     sizes = sorted(hih, key=lambda res: int(res.split("x")[0]))
-    return {f"{a}/{b}": hih[a] / hih[b] for a, b in zip(sizes, sizes[1:])}
+    return {f"{a}/{b}": hih[a] / hih[b] for a, b in zip(sizes, sizes[1:], strict=False)}
 
 
 def print_table(rows: Sequence[dict], title: str = "Ideal-condition NME (%)") -> None:
@@ -202,7 +269,8 @@ def print_table(rows: Sequence[dict], title: str = "Ideal-condition NME (%)") ->
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("method", "decode", "resolution", "integer target", "decimal quantiser"):
+    table.add_column("method", overflow="fold")  # "hih_c/hih_cp/..." has no space to wrap at
+    for col in ("decode", "resolution", "integer target", "decimal quantiser"):
         table.add_column(col)
     variants = sorted({r["variant"] for r in rows})
     for v in variants:
@@ -217,13 +285,14 @@ def bar_figure(rows: Sequence[dict], title: str = "Ideal-condition NME: what qua
     """Horizontal grouped bar chart: one row (and one y tick label) per table row, top to bottom in
     table order, one bar per label variant. Rows are spaced by a fixed height so labels never
     overlap however many rows there are."""
-    from hih.analysis.plots import plt
+    from matplotlib.figure import Figure
 
     table = pivot(rows)
     variants = sorted({r["variant"] for r in rows})
     y = np.arange(len(table))
     height = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(table)), dpi=120)
+    fig = Figure(figsize=(8, 1.2 + 0.32 * len(table)), dpi=120)
+    ax = fig.subplots()
     for i, v in enumerate(variants):
         vals = [row.get(v, np.nan) for row in table]
         bars = ax.barh(y + (i - (len(variants) - 1) / 2) * height, vals, height, label=f"{v} labels")

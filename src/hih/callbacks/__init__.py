@@ -1,18 +1,20 @@
-"""Every callback of the suite, one module each.
+"""Every Lightning callback of the suite, one module each (Hydra's are in :mod:`hih.cli.hydra_callbacks`).
 
 - :class:`LastCheckpoint` (:mod:`.checkpoints`): ``last.ckpt`` every N steps and at each epoch end;
+- :class:`ConfigInCheckpoint` (:mod:`.checkpoints`): the run's model / data / labels config in every checkpoint;
 - :class:`ResumeLoaderState` (:mod:`.resume`): exact mid-epoch resume of the train loader;
 - :class:`NonFiniteGuard` (:mod:`.non_finite`): stop on NaN/Inf loss or gradient, never save them;
 - :class:`IntervalLog` (:mod:`.interval_log`): a log-file line per interval (ETA, data-time share) and timing metrics;
-- :class:`StepTimer` / :class:`StepClock` (:mod:`.timing`): the step and data-time measurement behind it;
-- :class:`RunDirGuard` (:mod:`.rundir`): a Hydra callback refusing to overwrite an earlier run's results.
+- :class:`StepTimer` / :class:`StepClock` (:mod:`.timing`): the step and data-time measurement behind it.
 """
 
-from hih.callbacks.checkpoints import LastCheckpoint
+from hih.callbacks.checkpoints import ConfigInCheckpoint, LastCheckpoint
 from hih.callbacks.interval_log import IntervalLog
 from hih.callbacks.non_finite import NonFiniteError, NonFiniteGuard
 from hih.callbacks.resume import ResumeLoaderState
-from hih.callbacks.rundir import RunDirGuard
 from hih.callbacks.timing import StepClock, StepTimer, Timing
 
-__all__ = ["IntervalLog", "LastCheckpoint", "NonFiniteError", "NonFiniteGuard", "ResumeLoaderState", "RunDirGuard", "StepClock", "StepTimer", "Timing"]
+__all__ = [
+    "ConfigInCheckpoint", "IntervalLog", "LastCheckpoint", "NonFiniteError", "NonFiniteGuard", "ResumeLoaderState",
+    "StepClock", "StepTimer", "Timing",
+]

@@ -1,12 +1,16 @@
-"""The resumable ``last.ckpt``: written every N optimizer steps and at each epoch end."""
+"""Checkpoint callbacks: the resumable ``last.ckpt`` (every N optimizer steps and at each epoch end) and
+the run's config written into every checkpoint (read back by :func:`hih.checkpoints.config_from_checkpoint`)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-__all__ = ["LastCheckpoint"]
+from hih.checkpoints import CONFIG_KEY
+
+__all__ = ["ConfigInCheckpoint", "LastCheckpoint"]
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -43,3 +47,13 @@ class LastCheckpoint(ModelCheckpoint):
         # Runs after the epoch's validation, so the saved state includes the best-model tracker too.
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class ConfigInCheckpoint(Callback):
+    """Writes ``config`` (:func:`hih.checkpoints.describe`) into every checkpoint under :data:`hih.checkpoints.CONFIG_KEY`."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = copy.deepcopy(self.config)

@@ -1,5 +1,5 @@
-"""Where the configs live, and the few Hydra helpers every entry point shares: the ``hih_main``
-decorator (known user errors as one message, a quiet console) and the console log format."""
+"""What every entry point shares: the ``hih_main`` decorator (known user errors as one message, a
+quiet console) and the console log format. Lower layers use :mod:`hih.config`, never this module."""
 
 from __future__ import annotations
 
@@ -11,46 +11,14 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-# torch deprecated LeafSpec; Lightning still uses it on every fit. Nothing a user can act on.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+from hih.config import config_dir
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # The exception types the suite raises for bad input (docs/bad_input.md); shown as one message when
 # raised by the suite's own code. The same types raised inside a dependency stay a traceback (a bug).
 USER_ERROR_TYPES = (OSError, ValueError, RuntimeError, FloatingPointError)
-
-
-def config_dir() -> str:
-    """The ``conf/`` folder: ``$HIH_CONFIG_DIR`` if set, else the repository's (editable install, or
-    ``PYTHONPATH=src``), else the copy shipped in the wheel as ``hih/conf`` (``pip install .``, see setup.py)."""
-    env = os.environ.get("HIH_CONFIG_DIR")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates += [here.parents[3] / "conf", here.parents[1] / "conf"]
-    for path in candidates:
-        if (path / "train.yaml").is_file():
-            return str(path)
-    raise FileNotFoundError(
-        "hih cannot find its Hydra configs (conf/train.yaml). Looked in: "
-        + ", ".join(str(p) for p in candidates)
-        + ". Install the package from a clone (make install, or pip install .) or set HIH_CONFIG_DIR."
-    )
-
-
-def instantiate_group(group: DictConfig | None) -> list:
-    """Instantiate every ``_target_`` entry of a dict-of-configs group (callbacks, loggers)."""
-    from hydra.utils import instantiate
-
-    if not group:
-        return []
-    return [instantiate(cfg) for cfg in group.values() if isinstance(cfg, DictConfig) and "_target_" in cfg]
-
-
-def resolved(cfg: DictConfig) -> dict:
-    """The fully resolved config as plain containers (for loggers and checkpoints)."""
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
 
 
 def hih_main(config_name: str, *, uses_lightning: bool = True) -> Callable:
@@ -66,6 +34,8 @@ def hih_main(config_name: str, *, uses_lightning: bool = True) -> Callable:
         def run(cfg: DictConfig) -> Any:
             if uses_lightning:
                 quiet_lightning()
+                # torch deprecated LeafSpec; Lightning still uses it on every fit. Nothing a user can act on.
+                warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
             try:
                 return task(cfg)
             except USER_ERROR_TYPES as e:

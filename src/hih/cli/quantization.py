@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from hih.cli._hydra import hih_main
@@ -15,13 +14,16 @@ from hih.cli._hydra import hih_main
 def main(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
-    from hih.analysis.quantization import analyse, default_methods, plot_bars, print_table, table8_ratios
+    from hih.analysis.quantization import analyse, method_variants, plot_bars, print_table, table8_ratios
 
     datamodule = instantiate(cfg.data.datamodule, _convert_="all")
     datamodule.prepare_data()  # writes the synthetic faces on first use
     layout = datamodule.layout
     records = datamodule.read_split(cfg.split)
-    methods = default_methods(cfg.data.input_size, cfg.data.heatmap_size, list(cfg.decimal_sizes), cfg.sigma, cfg.decimal_sigma)
+    # Every registered method (hih.methods), each codec built by the registry.
+    methods = method_variants(
+        cfg.data.input_size, cfg.data.heatmap_size, list(cfg.decimal_sizes), cfg.sigma, cfg.decimal_sigma
+    )
     rows = analyse(records, layout.norm_pair, methods, cfg.data.input_size, datamodule.crop_scale, crop_from=datamodule.crop_from)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

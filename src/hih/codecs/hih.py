@@ -43,8 +43,8 @@ class HIHCodec(Codec):
     to its centre 0.383 b (max 0.707 b). At 256 -> 64 (stride 4): d = 8 gives 0.383 px (corner) or
     0.191 px (centre); each doubling of d halves it. ``integer_only`` costs 0.383 * stride.
 
-    The authors' settings (github starhiking/HeatmapInHeatmap), both options with today's behaviour
-    as the default:
+    The authors' settings (github starhiking/HeatmapInHeatmap), both options, ours the default
+    (``labels=ours|authors`` selects them, docs/paper_fidelity.md):
 
     - ``integer_target="cell"``: the integer Gaussian centred on cell floor(u) and sampled on the
       cell grid (no sub-cell information in the integer map; see :class:`HeatmapCodec`). Their
@@ -132,17 +132,16 @@ class HIHCodec(Codec):
         outputs = as_mapping(outputs)
         heatmap = get_heatmap(outputs, self.heatmap_size)
         dtype = coord_dtype(heatmap)
-        cy, cx, _ = argmax_2d(heatmap)
         if self.integer_only:
-            frac_x = frac_y = 0.5
-        else:
-            b, n = heatmap.shape[:2]
-            d = self.decimal_size
-            decimal = get_output(outputs, "decimal", (b, n, d, d), note="B, N from outputs['heatmap']")
-            oy, ox, _ = argmax_2d(decimal)
-            a = DECIMAL_DECODES[self.decimal_decode]
-            frac_x = (ox.to(dtype) + a) / d
-            frac_y = (oy.to(dtype) + a) / d
+            return self.decode_integer(heatmap, anchor="centre").to(dtype)
+        cy, cx, _ = argmax_2d(heatmap)
+        b, n = heatmap.shape[:2]
+        d = self.decimal_size
+        decimal = get_output(outputs, "decimal", (b, n, d, d), note="B, N from outputs['heatmap']")
+        oy, ox, _ = argmax_2d(decimal)
+        a = DECIMAL_DECODES[self.decimal_decode]
+        frac_x = (ox.to(dtype) + a) / d
+        frac_y = (oy.to(dtype) + a) / d
         x = cx.to(dtype) + frac_x
         y = cy.to(dtype) + frac_y
         return torch.stack((x, y), dim=-1) * self.stride

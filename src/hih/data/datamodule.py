@@ -15,8 +15,9 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
+from hih.data.crop_cache import FORMATS, CropCache, CropSettings, ensure_crop_cache
 from hih.data.dataset import EpochSampler, FaceDataset, ResumableDataLoader, ShardSampler, _world
 from hih.data.datasets import get_dataset, get_layout
 from hih.data.layouts import Layout
@@ -42,8 +43,8 @@ class FaceDataModule(L.LightningDataModule):
         root: its folder (generated datasets such as "synthetic" are written there on first use).
     layout: landmark layout name or :class:`Layout`; None picks the dataset's own.
     input_size: S. batch_size / eval_batch_size (default batch_size): loader batch sizes.
-    num_workers, pin_memory, persistent_workers: DataLoader options (persistent only when
-        num_workers > 0).
+    num_workers, pin_memory, persistent_workers, prefetch_factor: DataLoader options (persistent and
+        prefetch only when num_workers > 0; prefetch_factor None: torch's default, 2 batches per worker).
     seed: augmentation seed; a sample's augmentation depends on (seed, epoch, index) only.
     crop_scale: crop side = crop_scale * max(box width, height).
     crop_from: "box" (default: the dataset's face box) or "landmarks": the tight box of each
@@ -63,6 +64,10 @@ class FaceDataModule(L.LightningDataModule):
         ``${model.codec}``): fit / validate / test batches get ``batch["targets"] = codec.encode(landmarks)``
         on the device they were moved to. None: batches keep coordinates only (enough for test,
         predict and plots; FaceAlignmentModule cannot train on them).
+    cache: read the faces through the crop cache (:mod:`hih.data.crop_cache`): each face decoded once per
+        split, its crop stored under ``cache_dir`` (default ``<root's parent>/.cache/crops``) and reused by
+        every later run; the configs turn it on for real-size photos (WFLW, 300W, COFW, synthetic_photos).
+    cache_format: "raw" (memory-mapped uint8 crops, fastest) or "jpeg" (encoded crops, about 10x smaller).
     dataset_options: the dataset's own options (:attr:`DatasetInfo.options`, e.g. the synthetic set's
         ``n_train``, ``n_test``, ``synthetic_seed``); others raise.
     """
@@ -78,6 +83,7 @@ class FaceDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
         seed: int = 0,
         crop_scale: float = 1.25,
         crop_from: str = "box",
@@ -90,6 +96,9 @@ class FaceDataModule(L.LightningDataModule):
         test_split: str = "test",
         drop_last: bool = True,
         codec: Any = None,
+        cache: bool = False,
+        cache_dir: str | Path | None = None,
+        cache_format: str = "raw",
         **dataset_options: Any,
     ):
         super().__init__()
@@ -112,6 +121,7 @@ class FaceDataModule(L.LightningDataModule):
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.prefetch_factor = int(prefetch_factor) if prefetch_factor is not None and self.num_workers > 0 else None
         self.seed = int(seed)
         self.crop_scale = float(crop_scale)
         if not self.crop_scale > 0:
@@ -126,6 +136,11 @@ class FaceDataModule(L.LightningDataModule):
         self.train_split, self.test_split = train_split, test_split
         self.drop_last = bool(drop_last)
         self.codec = codec
+        self.cache = bool(cache)
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root.parent / ".cache" / "crops"
+        if cache_format not in FORMATS:
+            raise ValueError(f"cache_format must be one of {FORMATS}, got {cache_format!r}")
+        self.cache_format = str(cache_format)
         # Into checkpoints; not logged (keys may clash with the module's). The codec is an object
         # (checkpoints load with weights_only=True); the module's own hparams and config record it.
         self.save_hyperparameters(ignore=["codec"], logger=False)
@@ -160,12 +175,17 @@ class FaceDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate") and self.train_set is None:
             records = self.read_split(self.train_split)
             train_idx, val_idx = self._split_indices(len(records))
-            self.train_set = self._dataset([records[i] for i in train_idx], train=self.augment)
+            # one cache for the split, with the training margins: the validation faces are crops of it too
+            crops = self._crops(records, self.train_split, train=self.augment)
+            self.train_set = self._dataset([records[i] for i in train_idx], train=self.augment,
+                                           crops=crops.subset(train_idx) if crops is not None else None)
             if len(val_idx):
-                self.val_set = self._dataset([records[i] for i in val_idx], train=False)
+                self.val_set = self._dataset([records[i] for i in val_idx], train=False,
+                                             crops=crops.subset(val_idx) if crops is not None else None)
         need_test = stage in (None, "test", "predict") or self.val_fraction == 0
         if need_test and self.test_set is None:
-            self.test_set = self._dataset(self.read_split(self.test_split), train=False)
+            records = self.read_split(self.test_split)
+            self.test_set = self._dataset(records, train=False, crops=self._crops(records, self.test_split, train=False))
         if self.val_fraction == 0:
             self.val_set = self.test_set
 
@@ -189,7 +209,17 @@ class FaceDataModule(L.LightningDataModule):
         perm = np.random.default_rng(np.random.SeedSequence([self.val_seed, n])).permutation(n)
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
-    def _dataset(self, records: list[FaceRecord], train: bool) -> FaceDataset:
+    def crop_settings(self, train: bool) -> CropSettings:
+        return CropSettings.for_dataset(self.input_size, self.crop_scale, self.crop_from, self.round_labels, self.aug, train)
+
+    def _crops(self, records: list[FaceRecord], split: str, train: bool) -> CropCache | None:
+        """The split's crop cache (built on first use, under a lock: every rank may call this), or None."""
+        if not self.cache:
+            return None
+        return ensure_crop_cache(records, self.crop_settings(train), self.cache_dir, self.dataset_name, split,
+                                 fmt=self.cache_format, progress=_world()[1] == 0)
+
+    def _dataset(self, records: list[FaceRecord], train: bool, crops: CropCache | None = None) -> FaceDataset:
         return FaceDataset(
             records,
             self.layout,
@@ -200,6 +230,7 @@ class FaceDataModule(L.LightningDataModule):
             crop_from=self.crop_from,
             aug=self.aug,
             round_labels=self.round_labels,
+            crops=crops,
         )
 
     # ---- loaders ---------------------------------------------------------------------------
@@ -211,6 +242,7 @@ class FaceDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             worker_init_fn=_worker_init if self.num_workers > 0 else None,
+            prefetch_factor=self.prefetch_factor,
             **kw,
         )
 
@@ -242,17 +274,3 @@ class FaceDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
-
-    def subset_dataloaders(self) -> dict[str, DataLoader]:
-        """One test loader per subset of the layout that has faces in the test split.
-
-        Batches are the test split's own samples, so ``"index"`` is the index in the test split.
-        """
-        ds = self._require("test_set")
-        flags = np.stack([r.subsets for r in ds.records]) if len(ds) else np.zeros((0, len(self.subset_names)), bool)
-        loaders = {}
-        for k, name in enumerate(self.subset_names):
-            idx = np.flatnonzero(flags[:, k])
-            if idx.size:
-                loaders[name] = self._loader(Subset(ds, idx.tolist()), self.eval_batch_size, shuffle=False)
-        return loaders

@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from hih.data.crop_cache import CropCache, CropSettings
 from hih.data.geometry import CROP_FROM, crop_box
 from hih.data.layouts import Layout
 from hih.data.records import FaceRecord, load_image
@@ -49,6 +50,8 @@ class FaceDataset(Dataset):
     aug: :class:`~hih.data.transforms.AugmentConfig` or a mapping of its fields.
     round_labels: round the raw landmarks to integer pixels before the transform (the
         paper's ideal-condition assumption); off by default.
+    crops: a :class:`hih.data.crop_cache.CropCache` aligned with ``records`` (built with settings that
+        cover this dataset's): images come from it instead of the photos; None reads the photos.
 
     ``dataset[key]`` with ``key = epoch * len(dataset) + index`` returns a dict:
       ``"image"`` (3, S, S) float32 ImageNet-normalised; ``"landmarks"`` (N, 2) float32 in
@@ -70,6 +73,7 @@ class FaceDataset(Dataset):
         round_labels: bool = False,
         border: str | None = None,
         crop_from: str = "box",
+        crops: CropCache | None = None,
     ):
         if crop_from not in CROP_FROM:
             raise ValueError(f"crop_from must be one of {CROP_FROM}, got {crop_from!r}")
@@ -97,6 +101,19 @@ class FaceDataset(Dataset):
         self.aug = aug_cfg
         self.eval_transform = EvalTransform(self.input_size, crop_scale, border=aug_cfg.border)
         self.train_transform = TrainTransform(self.input_size, layout.flip_perm, crop_scale, aug_cfg) if train else None
+        self.crops = crops
+        if crops is not None:
+            needed = self.crop_settings()
+            if len(crops) != len(self.records):
+                raise ValueError(f"the crop cache holds {len(crops)} faces, the dataset {len(self.records)}")
+            if not crops.settings.covers(needed):
+                raise ValueError(f"the crop cache {crops.folder} was built for {crops.settings}, which does not cover "
+                                 f"this dataset's {needed}")
+
+    def crop_settings(self) -> CropSettings:
+        """What a crop cache must cover to serve this dataset."""
+        return CropSettings.for_dataset(self.input_size, self.eval_transform.crop_scale, self.crop_from,
+                                        self.round_labels, self.aug, self.train)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -119,14 +136,14 @@ class FaceDataset(Dataset):
     def get(self, index: int, epoch: int = 0) -> dict[str, torch.Tensor]:
         """Sample ``index`` as augmented in ``epoch`` (epoch is ignored when not training)."""
         rec = self.records[index]
-        image = load_image(rec.image_path)
+        image, source = self.crops.read(index) if self.crops is not None else (load_image(rec.image_path), None)
         landmarks = np.round(rec.landmarks) if self.round_labels else rec.landmarks
         try:
             box = crop_box(self.crop_from, rec.bbox, landmarks)
             if self.train_transform is not None:
-                img, pts, _ = self.train_transform(image, landmarks, box, sample_rng(self.seed, epoch, index))
+                img, pts, _ = self.train_transform(image, landmarks, box, sample_rng(self.seed, epoch, index), source)
             else:
-                img, pts, _ = self.eval_transform(image, landmarks, box)
+                img, pts, _ = self.eval_transform(image, landmarks, box, source)
         except ValueError as e:  # e.g. a degenerate face box: name the face it came from
             raise ValueError(f"face {index} ({rec.image_path}): {e}") from e
         return {

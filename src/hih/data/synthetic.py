@@ -695,12 +695,12 @@ def _manifest(n_train: int, n_test: int, seed: int, image_size, image_format: st
             "n_test": int(n_test), "seed": int(seed), "image_size": size, "image_format": image_format}
 
 
-def _work(args) -> str:
+def _work(args) -> list[str]:
     seed, split, index, image_size, out_dir, ext = args
     face = make_face(seed, split, index, image_size)
     rel = f"{split}/{index:05d}.{ext}"
     save_image(Path(out_dir) / "WFLW_images" / rel, face.image, jpeg_quality=95)
-    return format_wflw_line(face.landmarks, face.bbox, face.flags, rel)
+    return [format_wflw_line(face.landmarks, face.bbox, face.flags, rel)]
 
 
 def _init_worker() -> None:
@@ -710,32 +710,42 @@ def _init_worker() -> None:
 def _generate(tmp: Path, manifest: dict, progress: bool, workers: int) -> None:
     ext = manifest["image_format"]
     size = tuple(manifest["image_size"])
-    jobs = []
-    for split, n in (("train", manifest["n_train"]), ("test", manifest["n_test"])):
+    jobs = {split: [(manifest["seed"], split, i, size, str(tmp), ext) for i in range(manifest[f"n_{split}"])]
+            for split in ("train", "test")}
+    write_wflw_set(tmp, manifest, jobs, _work, progress, workers, desc="synthetic faces", unit="face")
+
+
+def write_wflw_set(tmp: Path, manifest: dict, jobs: dict[str, list], work, progress: bool, workers: int,
+                   desc: str, unit: str) -> None:
+    """Run ``work(job) -> list of WFLW list lines`` (it writes its images under ``tmp/WFLW_images/<split>/``)
+    for every job of every split, then write the list files and the manifest into ``tmp``.
+
+    ``work`` must be a module-level function (it runs in spawned processes when ``workers > 1``).
+    """
+    for split in jobs:
         (tmp / "WFLW_images" / split).mkdir(parents=True, exist_ok=True)
-        jobs += [(manifest["seed"], split, i, size, str(tmp), ext) for i in range(n)]
     (tmp / LIST_DIR).mkdir(parents=True, exist_ok=True)
+    flat = [(split, job) for split, js in jobs.items() for job in js]
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), desc="synthetic faces", unit="face", disable=not progress)
-    lines: list[str] = []
+    bar = tqdm(total=len(flat), desc=desc, unit=unit, disable=not progress)
+    lines: dict[str, list[str]] = {split: [] for split in jobs}
     try:
-        if workers > 1 and len(jobs) > 32 and not mp.current_process().daemon:
+        if workers > 1 and len(flat) > 32 and not mp.current_process().daemon:
             # spawn, never fork: forking a process whose torch/OpenMP threads are running can
             # deadlock the children (seen when a trainer generates the set on first use).
             ctx = mp.get_context("spawn")
             with ctx.Pool(workers, initializer=_init_worker) as pool:
-                for line in pool.imap(_work, jobs, chunksize=16):
-                    lines.append(line)
+                for (split, _), out in zip(flat, pool.imap(work, [j for _, j in flat], chunksize=4)):
+                    lines[split] += out
                     bar.update()
         else:
-            for job in jobs:
-                lines.append(_work(job))
+            for split, job in flat:
+                lines[split] += work(job)
                 bar.update()
     finally:
         bar.close()
-    n_train = manifest["n_train"]
-    for split, chunk in (("train", lines[:n_train]), ("test", lines[n_train:])):
+    for split, chunk in lines.items():
         (tmp / LIST_DIR / list_file_name(split)).write_text("\n".join(chunk) + ("\n" if chunk else ""))
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
@@ -766,27 +776,42 @@ def ensure_synthetic(root: str | Path, n_train: int = 2000, n_test: int = 500, s
     if n_train < 1 or n_test < 1:
         raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
     manifest = _manifest(n_train, n_test, seed, image_size, image_format)
+    if read_manifest(root) == manifest:
+        return root
+    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
+
+    def generate(tmp: Path) -> None:
+        t0 = time.perf_counter()
+        _generate(tmp, manifest, progress, workers)
+        if progress:
+            print(f"[hih] wrote {n_train} + {n_test} synthetic faces to {root} in {time.perf_counter() - t0:.1f} s")
+
+    return write_once(root, manifest, generate, progress)
+
+
+def write_once(root: Path, manifest: dict, generate, progress: bool = True) -> Path:
+    """Make ``root`` hold the set that ``manifest`` describes: reuse it when its manifest matches, else call
+    ``generate(tmp)`` on a temporary folder next to ``root`` (it writes the set and the manifest) and rename
+    it into place, so ``root`` never holds a half-written set. A non-empty ``root`` without a manifest is
+    never touched (FileExistsError). Returns ``root``.
+    """
     old = read_manifest(root)
     if old == manifest:
         return root
     if root.exists() and old is None and (not root.is_dir() or any(root.iterdir())):
         raise FileExistsError(
-            f"{root} exists and is not a synthetic face set written by hih (no {MANIFEST}); "
-            f"refusing to overwrite it. Choose another folder for the synthetic data."
+            f"{root} exists and is not a generated set written by hih (no {MANIFEST}); "
+            f"refusing to overwrite it. Choose another folder for the generated data."
         )
     if old is not None and progress:
-        print(f"[hih] synthetic set at {root} was made with {old}; regenerating with {manifest}")
+        print(f"[hih] generated set at {root} was made with {old}; regenerating with {manifest}")
     root.parent.mkdir(parents=True, exist_ok=True)
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is not
     try:
-        t0 = time.perf_counter()
-        _generate(tmp, manifest, progress, workers)
-        if progress:
-            print(f"[hih] wrote {n_train} + {n_test} synthetic faces to {root} in {time.perf_counter() - t0:.1f} s")
+        generate(tmp)
         backup = None
         if root.exists():
             if old is None:  # empty folder

@@ -154,28 +154,44 @@ class AugmentConfig:
         return asdict(self)
 
 
+def warp_source(image: np.ndarray, matrix: np.ndarray, size: int, border: str, source: np.ndarray | None) -> np.ndarray:
+    """Warp by ``matrix`` (photo -> input) an ``image`` that is the photo (``source`` None) or a crop of it whose
+    pixels are ``source @ photo pixels`` (:mod:`hih.data.crop_cache`): then the warp is ``matrix @ inv(source)``,
+    and a crop that already is the input (the evaluation cache) is copied as it is."""
+    if source is None:
+        return warp_image(image, matrix, size, border=border)
+    m = matrix @ np.linalg.inv(source)
+    if image.shape[:2] == (size, size) and np.allclose(m, np.eye(3), rtol=0.0, atol=1e-6):
+        return np.array(image)
+    return warp_image(image, m, size, border=border)
+
+
 class EvalTransform:
-    """Crop only: ``(image, landmarks, bbox) -> (S x S x 3 uint8, (N, 2) float32, (3, 3) matrix)``."""
+    """Crop only: ``(image, landmarks, bbox) -> (S x S x 3 uint8, (N, 2) float32, (3, 3) matrix)``.
+
+    ``source``: see :func:`warp_source` (the image is a cached crop; landmarks and bbox stay in photo pixels).
+    """
 
     def __init__(self, input_size: int = 256, crop_scale: float = 1.25, border: str = "constant"):
         self.input_size = int(input_size)
         self.crop_scale = float(crop_scale)
         self.border = border
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray, bbox: np.ndarray):
-        crop, m = self.crop(image, bbox)
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray, bbox: np.ndarray, source: np.ndarray | None = None):
+        crop, m = self.crop(image, bbox, source)
         return crop, apply_affine(landmarks, m), m
 
-    def crop(self, image: np.ndarray, bbox: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The face crop alone (hih-predict has no landmarks): (S x S x 3 uint8, (3, 3) matrix)."""
+    def crop(self, image: np.ndarray, bbox: np.ndarray, source: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The face crop alone (hih-predict has no landmarks): (S x S x 3 uint8, (3, 3) matrix photo -> input)."""
         m = crop_matrix(bbox, self.input_size, scale=self.crop_scale)
-        return warp_image(image, m, self.input_size, border=self.border), m
+        return warp_source(image, m, self.input_size, self.border, source), m
 
 
 class TrainTransform:
     """Geometric + photometric augmentation, then crop; randomness from the given generator.
 
-    ``__call__(image, landmarks, bbox, rng) -> (S x S x 3 uint8, (N, 2) float32, (3, 3) matrix)``.
+    ``__call__(image, landmarks, bbox, rng, source=None) -> (S x S x 3 uint8, (N, 2) float32, (3, 3) matrix)``
+    (``source``: see :func:`warp_source`).
     Landmarks are returned in input pixels, re-indexed with ``flip_perm`` when flipped;
     points that leave the input are kept where they are (the codec masks them).
     """
@@ -236,12 +252,13 @@ class TrainTransform:
             "shift": (float(shift[0]), float(shift[1])),
         }
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray, bbox: np.ndarray, rng: np.random.Generator):
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray, bbox: np.ndarray, rng: np.random.Generator,
+                 source: np.ndarray | None = None):
         if self.flip_perm.size != len(landmarks):  # checked always, not only when a flip is drawn
             raise ValueError(f"flip_perm has {self.flip_perm.size} entries but the sample has {len(landmarks)} landmarks")
         g = self.sample_geometry(rng)
         m = crop_matrix(bbox, self.input_size, **g)
-        img = warp_image(image, m, self.input_size, border=self.aug.border)
+        img = warp_source(image, m, self.input_size, self.aug.border, source)
         pts = apply_affine(landmarks, m)
         if g["flip"]:
             pts = pts[self.flip_perm]

@@ -55,6 +55,8 @@ class LocalOffsetCodec(OffsetValueCodec):
 
     head_key = KEY
     target_keys = ("heatmap", KEY, "cell", "weight")
+    #: How hih-quantization's table names this decode (default: the codec's class name).
+    decode_label = "offset map at the argmax"
 
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
         t = super().encode(landmarks)

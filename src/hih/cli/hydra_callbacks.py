@@ -1,4 +1,5 @@
-"""Never overwrite an earlier run's results: a guard Hydra runs before it writes into the run dir."""
+"""Hydra callbacks (``hydra.callbacks`` in conf/): the run-dir guard that never overwrites an earlier
+run's results, run before Hydra writes into the run dir."""
 
 from __future__ import annotations
 
