@@ -94,14 +94,15 @@ def test_an_undecodable_frame_is_skipped_and_the_count_kept(tmp_path, predictor)
     clip = _clip(tmp_path / "clip.avi", fourcc="MJPG")  # one JPEG per frame: one can be broken alone
     data = bytearray(clip.read_bytes())
     starts = [i for i in range(len(data) - 2) if data[i] == 0xFF and data[i + 1] == 0xD8 and data[i + 2] == 0xFF]
-    data[starts[4] : starts[4] + 2000] = bytes(2000)
+    for k in (0, 4):  # the first frame (before any good one) and one in the middle
+        data[starts[k] : starts[k] + 2000] = bytes(2000)
     bad = tmp_path / "bad.avi"
     bad.write_bytes(bytes(data))
     result = predict_video(predictor, bad, tmp_path / "out", progress=False)
     assert result["video"]["frames"] == 10
-    assert result["errors"] == [{"frame": 4, "reason": "frame cannot be decoded"}]
+    assert result["errors"] == [{"frame": k, "reason": "frame cannot be decoded"} for k in (0, 4)]
     assert _frames(tmp_path / "out" / result["video"]["annotated"]) == 10
     frame4 = json.loads((tmp_path / "out" / "frames" / "bad_000004.json").read_text())
     assert frame4["faces"] == [] and frame4["error"] == "frame cannot be decoded"
-    with pytest.raises(OSError, match="frame 4 cannot be decoded"):
+    with pytest.raises(OSError, match="frame 0 cannot be decoded"):
         predict_video(predictor, bad, tmp_path / "strict", strict=True, progress=False)

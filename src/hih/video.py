@@ -6,7 +6,7 @@ Outputs in ``output_dir``: ``<stem>_landmarks.mp4`` (or ``.avi`` if the mp4 writ
 ``frames/<stem>_<frame:06d>.json`` (``{"frame", "time", "faces": [{box, score, landmarks}], "error"?}``)
 and ``predictions.json`` (the video's size, frame count, frame rate and the frames that could not be
 decoded, under ``errors``). A frame that cannot be decoded is skipped and said so: the annotated
-video repeats the last good frame there, so its frame count and timing stay the input's.
+video repeats the last good frame there (black before the first good one), so its frame count and timing stay the input's.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def predict_video(
     errors: list[dict] = []
     carried: list[Face] = []
     last_drawn: np.ndarray | None = None
-    index = faces_seen = bad_run = 0
+    index = faces_seen = bad_run = blank_frames = 0
     size: tuple[int, int] | None = None
     batch: list[tuple[int, np.ndarray, list[Face]]] = []
     bar = tqdm(total=total or None, unit="frame", desc=f"hih-predict {path.name}", disable=not progress, mininterval=1.0)
@@ -86,6 +86,8 @@ def predict_video(
                 last_drawn = draw_faces(image, [f.drawable() for f in faces], layout, lines=lines)
                 if writer is None:
                     writer, out_path = _writer(output_dir / f"{path.stem}_landmarks", fps, (image.shape[1], image.shape[0]))
+                    for _ in range(blank_frames):  # undecodable frames before the first good one: black
+                        writer.write(np.zeros((image.shape[0], image.shape[1], 3), np.uint8))
                 writer.write(cv2.cvtColor(last_drawn, cv2.COLOR_RGB2BGR))
         batch.clear()
 
@@ -105,6 +107,8 @@ def predict_video(
                         json.dumps({"frame": index, "time": round(index / fps, 4), "faces": [], "error": "frame cannot be decoded"}) + "\n")
                     if draw and writer is not None and last_drawn is not None:
                         writer.write(cv2.cvtColor(last_drawn, cv2.COLOR_RGB2BGR))
+                    elif draw:
+                        blank_frames += 1
                     index += 1
                     bar.update(1)
                     continue
