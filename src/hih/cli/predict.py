@@ -73,7 +73,7 @@ def main(cfg: DictConfig) -> dict:
     net, codec = build_model(cfg)
     predictor = build_predictor(cfg, net, codec, detector)
     out = Path(cfg.paths.output_dir)
-    common = dict(draw=cfg.draw, layout=str(cfg.data.layout), lines=cfg.lines, strict=cfg.strict, progress=cfg.progress)
+    common = {"draw": cfg.draw, "layout": str(cfg.data.layout), "lines": cfg.lines, "strict": cfg.strict, "progress": cfg.progress}
     if kind == "video":
         from hih.video import predict_video
 
