@@ -230,6 +230,7 @@ def _cli(monkeypatch, args):
 
     from hih.cli import predict as predict_cli
 
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)  # .ci/run exports it: the user's view here
     monkeypatch.setattr(sys, "argv", ["hih-predict", *args])
     return predict_cli.main()
 

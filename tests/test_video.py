@@ -106,3 +106,27 @@ def test_an_undecodable_frame_is_skipped_and_the_count_kept(tmp_path, predictor)
     assert frame4["faces"] == [] and frame4["error"] == "frame cannot be decoded"
     with pytest.raises(OSError, match="frame 0 cannot be decoded"):
         predict_video(predictor, bad, tmp_path / "strict", strict=True, progress=False)
+
+
+@pytest.mark.slow
+def test_cli_takes_a_video_as_input(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import torch
+
+    from hih.cli import predict as predict_cli
+    from hih.inference import build_model
+
+    net, _ = build_model(compose("predict", [*TINY, "ckpt_path=null"], output_dir=tmp_path / "m"))
+    ckpt = tmp_path / "w.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, ckpt)
+    clip = _clip(tmp_path / "clip.mp4")
+    run = tmp_path / "run"
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["hih-predict", *TINY, f"ckpt_path={ckpt}", f"input={clip}", "detect_every=2",
+                                      "progress=false", f"hydra.run.dir={run}"])
+    predict_cli.main()
+    saved = json.loads((run / "predictions.json").read_text())
+    assert saved["video"]["frames"] == 10 and saved["video"]["detect_every"] == 2
+    assert _frames(run / "clip_landmarks.mp4") == 10 and len(list((run / "frames").glob("*.json"))) == 10
+    assert "10 frames, 10 faces" in capsys.readouterr().out
