@@ -129,6 +129,15 @@ def test_train_without_fitting_tests_the_given_checkpoint(trained, tmp_path):
     assert train(cfg) == pytest.approx(metrics_of(run), rel=0, abs=1e-6)
 
 
+def test_train_without_fitting_builds_the_checkpoints_model(trained, tmp_path):
+    # The composed model is the quickstart's (hih_l); the checkpoint's (hih_c) is built, as hih-eval does.
+    run, overrides, _ = trained
+    composed = [o for o in overrides if o != "model=hih_c"]
+    cfg = compose("train", [*composed, "train=false", f"ckpt_path={best_checkpoint(run)}"], output_dir=tmp_path)
+    assert cfg.model.name == "hih_l"
+    assert train(cfg) == pytest.approx(metrics_of(run), rel=0, abs=1e-6)
+
+
 def test_eval_with_a_model_override_that_disagrees_names_both(trained, tmp_path):
     run, overrides, _ = trained
     ckpt = run / "checkpoints" / "last.ckpt"
@@ -227,9 +236,9 @@ def test_eval_predict_and_export_need_only_the_checkpoint(trained, tmp_path):
     images.mkdir()
     for path in sorted((Path(data_dir.split("=", 1)[1]) / "synthetic" / "WFLW_images").rglob("*.jpg"))[:2]:
         (images / path.name).write_bytes(path.read_bytes())
-    run_cli("hih-predict", [f"ckpt_path={ckpt}", f"input_dir={images}", f"hydra.run.dir={tmp_path / 'predict'}"])
+    run_cli("hih-predict", [f"ckpt_path={ckpt}", f"input={images}", "detector=none", f"hydra.run.dir={tmp_path / 'predict'}"])
     predictions = json.loads((tmp_path / "predict" / "predictions.json").read_text())
-    assert len(predictions) == 2 and all(len(p["landmarks"]) == 98 for p in predictions.values())
+    assert len(predictions["faces"]) == 2 and all(len(p["landmarks"]) == 98 for p in predictions["faces"])
 
     run_cli("hih-export", [f"ckpt_path={ckpt}", "dynamo=false", f"hydra.run.dir={tmp_path / 'export'}"])
     assert (tmp_path / "export" / "hih_c.onnx").stat().st_size > 0

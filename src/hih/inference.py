@@ -1,36 +1,60 @@
-"""Landmarks for a folder of images: face boxes, batched crops, the net, back to original-image pixels.
+"""Landmarks for photos: faces found (or given), cropped as in training, the net, back to photo pixels.
 
-Used by ``hih-predict`` and ``hih-export`` (:func:`build_model`); importable without Hydra (only
-:func:`build_model` needs it). Coordinates follow the suite's convention (pixel ``i`` covers
-``[i, i + 1)``). A face is cropped by the data pipeline's own :class:`hih.data.transforms.EvalTransform`
-(around its box, side ``crop_scale`` x the box's long side); predictions are mapped back with the
-inverse of that crop.
+Used by ``hih-predict`` (photos, folders; videos in :mod:`hih.video`) and ``hih-export``
+(:func:`build_model`); importable without Hydra (only :func:`build_model` needs it). Coordinates
+follow the suite's convention (pixel ``i`` covers ``[i, i + 1)``).
+
+A face is cropped by the data pipeline's own :class:`hih.data.transforms.EvalTransform` (around a
+box, side ``crop_scale`` x the box's long side) and its landmarks mapped back with the inverse of
+that crop. :class:`Predictor` holds the steps between a photo and its landmarks: the detector
+(:mod:`hih.detectors`), the detector-box -> training-box map, and the optional second pass that
+crops again around the first pass's landmarks, as a ``labels.crop_from=landmarks`` model was trained.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from hih.codecs.base import Codec
-from hih.data.geometry import apply_affine
+from hih.data.geometry import apply_affine, landmark_box
 from hih.data.records import load_image
 from hih.data.transforms import EvalTransform, to_tensor
-from hih.progress import track
+from hih.detectors import BoxMap, Face, get_detector, read_boxes
+from hih.drawing import contact_sheet, draw_faces, draw_landmarks, thumbnail, write_image
 
-__all__ = ["IMAGE_SUFFIXES", "build_model", "draw_landmarks", "list_images", "predict_folder", "predict_images", "read_boxes", "resolve_device"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "FacePrediction",
+    "Predictor",
+    "build_model",
+    "draw_landmarks",
+    "list_images",
+    "predict_folder",
+    "predict_images",
+    "predict_photos",
+    "read_boxes",
+    "resolve_device",
+    "resolve_input",
+    "write_predictions",
+]
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name."""
+    """The image files directly in ``folder``, sorted by name (other files are left alone)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
@@ -40,40 +64,16 @@ def list_images(folder: str | Path) -> list[Path]:
     return paths
 
 
-def _box(values: Sequence, where: str) -> np.ndarray:
-    try:
-        box = np.asarray([float(v) for v in values], dtype=np.float32)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected a box x0 y0 x1 y1 (four numbers), got {values!r}") from None
-    if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-        raise ValueError(f"{where}: expected a box x0 y0 x1 y1 with x1 > x0 and y1 > y0, got {list(values)!r}")
-    return box
-
-
-def read_boxes(path: str | Path) -> dict[str, np.ndarray]:
-    """Face boxes by image file name, from JSON (``{"name.jpg": [x0, y0, x1, y1]}``) or text
-    (one ``name.jpg x0 y0 x1 y1`` per line; blank lines and ``#`` comments are skipped)."""
+def resolve_input(path: str | Path) -> tuple[str, list[Path]]:
+    """``("video", [file])`` for a video file, ``("images", [files])`` for a photo or a folder of photos."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"box file not found: {path}")
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected a JSON object {{image name: [x0, y0, x1, y1]}}, got a {type(data).__name__}")
-        return {str(k): _box(v if isinstance(v, (list, tuple)) else [v], f"{path}, image {k!r}") for k, v in data.items()}
-    boxes = {}
-    for line_no, line in enumerate(text.splitlines(), 1):
-        tokens = line.split("#", 1)[0].split()
-        if not tokens:
-            continue
-        if len(tokens) != 5:
-            raise ValueError(f"{path}, line {line_no}: expected 'image_name x0 y0 x1 y1' (5 fields), got {len(tokens)}: {line.strip()!r}")
-        boxes[tokens[0]] = _box(tokens[1:], f"{path}, line {line_no}")
-    return boxes
+    if path.is_dir():
+        return "images", list_images(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path} (input= takes a photo, a folder of photos or a video)")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return "video", [path]
+    return "images", [path]
 
 
 def build_model(cfg) -> tuple[nn.Module, Codec]:
@@ -118,7 +118,7 @@ def predict_images(
     device: str | torch.device = "cpu",
 ) -> list[np.ndarray]:
     """(N, 2) landmarks in original-image pixels for each (H, W, 3) uint8 RGB image and its box
-    (None: the whole image)."""
+    (None: the whole image). An image may appear several times (one entry per face)."""
     if len(images) != len(boxes):
         raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
     device = torch.device(device)
@@ -139,20 +139,170 @@ def predict_images(
     return out
 
 
-def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, path: str | Path, box: np.ndarray | None = None) -> Path:
-    """Write ``image`` (RGB) with its landmarks (and box) as a PNG."""
-    canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    radius = max(1, round(max(image.shape[:2]) / 200))
-    for x, y in landmarks:
-        cv2.circle(canvas, (int(round(x - 0.5)), int(round(y - 0.5))), radius, (0, 0, 255), -1, cv2.LINE_AA)
-    if box is not None:
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), (0, 255, 0), max(1, radius // 2))
+@dataclass
+class FacePrediction:
+    """One face: its box (detector's or given), the detector's score, and (N, 2) landmarks in photo pixels."""
+
+    box: np.ndarray
+    score: float | None
+    landmarks: np.ndarray
+
+    def to_json(self) -> dict:
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "score": None if self.score is None else round(float(self.score), 4),
+            "landmarks": np.round(self.landmarks.astype(np.float64), 3).tolist(),
+        }
+
+    def drawable(self) -> dict:
+        return {"box": self.box, "score": self.score, "landmarks": self.landmarks}
+
+
+@dataclass
+class Predictor:
+    """Photo -> faces -> landmarks.
+
+    detector: ``image -> list[Face]`` (:func:`hih.detectors.get_detector`), or None when every
+    photo comes with its faces. crop_scale: the training crop's side over its box's long side.
+    box_map: detector box -> the box the model was trained to crop around (applied to detected
+    faces only; given boxes are taken as the training run's kind of box). second_pass: crop again
+    around the first pass's landmarks (their tight box, through ``refine_map``: identity for a
+    ``crop_from=landmarks`` model, landmark box -> dataset box for a ``crop_from=box`` one).
+    """
+
+    net: nn.Module
+    codec: Codec
+    detector: Callable[[np.ndarray], list[Face]] | None = None
+    crop_scale: float = 1.25
+    box_map: BoxMap | None = None
+    second_pass: bool = False
+    refine_map: BoxMap | None = None
+    batch_size: int = 16
+    device: str | torch.device = "cpu"
+    settings: dict = field(default_factory=dict)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        if self.detector is None:
+            raise ValueError("this Predictor has no detector: pass the faces of every image")
+        return self.detector(image)
+
+    def crop_box(self, face: Face) -> np.ndarray:
+        return self.box_map(face.box) if (self.box_map is not None and face.score is not None) else face.box
+
+    def predict(self, images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]] | None = None) -> list[list[FacePrediction]]:
+        """Landmarks of every face of every image, all faces batched together for the net.
+        ``faces``: per image, its faces; None: detect them."""
+        if faces is None:
+            faces = [self.detect(im) for im in images]
+        if len(faces) != len(images):
+            raise ValueError(f"{len(images)} images but faces for {len(faces)}")
+        owner = [i for i, fs in enumerate(faces) for _ in fs]
+        flat = [f for fs in faces for f in fs]
+        if not flat:
+            return [[] for _ in images]
+        crops = [self.crop_box(f) for f in flat]
+        pts = self._run([images[i] for i in owner], crops)
+        if self.second_pass:
+            refine = self.refine_map or BoxMap()
+            pts = self._run([images[i] for i in owner], [refine(landmark_box(p)) for p in pts])
+        out: list[list[FacePrediction]] = [[] for _ in images]
+        for i, face, p in zip(owner, flat, pts):
+            out[i].append(FacePrediction(face.box, face.score, p))
+        return out
+
+    def _run(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
+        return predict_images(self.net, self.codec, images, boxes, self.crop_scale, self.batch_size, self.device)
+
+
+def write_predictions(path: str | Path, payload: dict) -> Path:
+    """``payload`` as JSON with one face (or error) per line: readable, and diff-able between runs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), canvas):
-        raise OSError(f"cannot write {path}")
+    parts = []
+    for key, value in payload.items():
+        if isinstance(value, list) and value:
+            items = ",\n".join(f"    {json.dumps(v)}" for v in value)
+            parts.append(f"  {json.dumps(key)}: [\n{items}\n  ]")
+        elif isinstance(value, dict) and value:
+            items = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
+            parts.append(f"  {json.dumps(key)}: {{\n{items}\n  }}")
+        else:
+            parts.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    path.write_text("{\n" + ",\n".join(parts) + "\n}\n")
     return path
+
+
+def _reason(err: BaseException) -> str:
+    return str(err) or type(err).__name__
+
+
+def predict_photos(
+    predictor: Predictor,
+    paths: Sequence[str | Path],
+    output_dir: str | Path,
+    boxes: dict[str, list[np.ndarray]] | None = None,
+    draw: bool = True,
+    layout: str | None = None,
+    lines: bool = True,
+    sheet: bool = True,
+    strict: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Every photo of ``paths`` -> ``output_dir/predictions.json`` (+ ``drawn/<stem>.png`` and
+    ``contact_sheet.jpg`` for several photos). Faces come from ``boxes`` (by file name) when given,
+    else from the predictor's detector; photos are processed ``predictor.batch_size`` at a time, and
+    all their faces go through the net together.
+
+    A file that cannot be read (or detected on) is listed under ``errors`` with its reason and the
+    rest go on; with ``strict`` it stops the run, and when no photo at all can be read it is an
+    error. Returns the JSON's content: ``faces`` (one entry per face: image, face index, box,
+    score, landmarks in photo pixels), ``images`` (size and face count of each photo read),
+    ``errors`` and ``settings``.
+    """
+    from hih.progress import track
+
+    output_dir = Path(output_dir)
+    paths = [Path(p) for p in paths]
+    result: dict = {"faces": [], "images": {}, "errors": [], "settings": dict(predictor.settings)}
+    thumbs: list[tuple[str, np.ndarray]] = []
+    step = max(1, predictor.batch_size)
+    starts = range(0, len(paths), step)  # one batch of photos in memory at a time
+    if progress:  # lines with an ETA (a log file shows them) and a bar on a terminal
+        sizes = [len(paths[s : s + step]) for s in starts]
+        starts = track(starts, "hih-predict", total=len(paths), unit="photos", sizes=sizes)
+    for start in starts:
+        images, names, faces = [], [], []
+        for path in paths[start : start + step]:
+            try:
+                image = load_image(path)
+                found = [Face(b) for b in boxes[path.name]] if boxes is not None else predictor.detect(image)
+            except Exception as err:  # one bad file must not cost the batch
+                if strict:
+                    raise
+                result["errors"].append({"image": path.name, "reason": _reason(err)})
+                log.warning(f"skipped {path}: {_reason(err)}")
+                continue
+            images.append(image)
+            names.append(path)
+            faces.append(found)
+        for path, image, preds in zip(names, images, predictor.predict(images, faces)):
+            h, w = image.shape[:2]
+            result["images"][path.name] = {"width": w, "height": h, "faces": len(preds)}
+            for k, p in enumerate(preds):
+                result["faces"].append({"image": path.name, "face": k, **p.to_json()})
+            if draw:
+                drawn = draw_faces(image, [p.drawable() for p in preds], layout, lines=lines)
+                write_image(output_dir / "drawn" / f"{path.stem}.png", drawn)
+                if sheet and len(thumbs) < 120:
+                    thumbs.append((path.name, thumbnail(drawn, 240)))
+    if paths and not result["images"]:
+        write_predictions(output_dir / "predictions.json", result)
+        raise ValueError(f"none of the {len(paths)} input images could be read: "
+                         + "; ".join(f"{e['image']}: {e['reason']}" for e in result["errors"][:3]))
+    if draw and sheet and len(thumbs) > 1:
+        contact_sheet(thumbs, output_dir / "contact_sheet.jpg")
+    write_predictions(output_dir / "predictions.json", result)
+    return result
 
 
 def predict_folder(
@@ -165,38 +315,23 @@ def predict_folder(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     draw: bool = True,
-) -> dict[str, dict]:
-    """Every image of ``input_dir`` -> ``output_dir/predictions.json`` (and ``drawn/<name>.png``).
-
-    With a box file, only the images it names are processed (a named image that is missing is an
-    error); without one, every image, each as a whole. Returns the JSON's content:
-    ``{name: {"box": [x0, y0, x1, y1], "landmarks": [[x, y], ...]}}`` in original-image pixels.
-    """
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    detector: str = "none",
+    **options,
+) -> dict:
+    """:func:`predict_photos` on a folder (or one photo) with plain settings: faces from
+    ``boxes_file`` (only the images it names; a named image that is missing is an error), else from
+    ``detector`` (``none``: each image whole, ``yunet``: detected). ``options``: more
+    :func:`predict_photos` keywords."""
+    input_dir = Path(input_dir)
+    boxes = None
     if boxes_file:
         boxes = read_boxes(boxes_file)
-        missing = [n for n in boxes if not (input_dir / n).is_file()]
+        folder = input_dir if input_dir.is_dir() else input_dir.parent
+        missing = [n for n in boxes if not (folder / n).is_file()]
         if missing:
-            raise FileNotFoundError(f"{boxes_file} names images not in {input_dir}: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
-        paths = [input_dir / n for n in boxes]
+            raise FileNotFoundError(f"{boxes_file} names images not in {folder}: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+        paths = [folder / n for n in boxes]
     else:
-        boxes, paths = {}, list_images(input_dir)
-    results: dict[str, dict] = {}
-    starts = range(0, len(paths), batch_size)
-    sizes = [min(batch_size, len(paths) - s) for s in starts]
-    # one batch of images in memory at a time
-    for start in track(starts, "predict", total=len(paths), unit="images", sizes=sizes):
-        chunk = paths[start : start + batch_size]
-        images = [load_image(p) for p in chunk]
-        chunk_boxes = [boxes.get(p.name) for p in chunk]
-        preds = predict_images(net, codec, images, chunk_boxes, crop_scale, batch_size, device)
-        for path, image, box, pts in zip(chunk, images, chunk_boxes, preds):
-            box = np.array([0, 0, image.shape[1], image.shape[0]], np.float32) if box is None else box
-            results[path.name] = {"box": [float(v) for v in box], "landmarks": np.round(pts.astype(np.float64), 3).tolist()}
-            if draw:
-                draw_landmarks(image, pts, output_dir / "drawn" / f"{path.stem}.png", box)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # One line per image: readable, and diff-able between runs.
-    lines = [f"  {json.dumps(name)}: {json.dumps(rec)}" for name, rec in results.items()]
-    (output_dir / "predictions.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
-    return results
+        paths = resolve_input(input_dir)[1]
+    predictor = Predictor(net, codec, None if boxes is not None else get_detector(detector), crop_scale, batch_size=batch_size, device=device)
+    return predict_photos(predictor, paths, output_dir, boxes=boxes, draw=draw, **options)

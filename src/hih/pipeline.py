@@ -34,6 +34,7 @@ def build(cfg: DictConfig, with_callbacks: bool = True) -> Parts:
 
     from hih.config import instantiate_group, resolved
 
+    check_accelerator(cfg)
     # _convert_="all": plain containers, so checkpoints load with weights_only=True.
     datamodule = instantiate(cfg.data.datamodule, _convert_="all")
     net = instantiate(cfg.model.net)
@@ -99,6 +100,8 @@ def fit_and_test(cfg: DictConfig) -> tuple[dict[str, float], dict[str, float]]:
     L.seed_everything(cfg.seed, workers=True)
     out = output_dir(cfg)
     ckpt = resolve_ckpt(cfg.ckpt_path, out)  # a missing checkpoint fails before anything starts
+    if ckpt is not None and not cfg.train:  # test a checkpoint: its own model, as hih-eval builds it
+        cfg = config_from_checkpoint(cfg, ckpt, cfg.get("cli_overrides"))
     parts = build(cfg)
     # Every checkpoint carries the model and data config: hih-eval / predict / export need only ckpt_path.
     parts.trainer.callbacks.append(ConfigInCheckpoint(describe(cfg)))
@@ -160,6 +163,24 @@ def check_experiment_data(cfg: DictConfig) -> None:
         f"{cfg.data.heatmap_size}x{cfg.data.heatmap_size} heatmap, model={cfg.model.name}, {cfg.trainer.max_epochs} epochs), "
         f"which is sized for {', '.join(allowed)} faces only. "
         f"{suggestion} To train {name} with the base settings of train.yaml instead, drop the quickstart: ~experiment."
+    )
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one: one line naming ``trainer=cpu``, instead of
+    Lightning's ``MisconfigurationException('No supported gpu backend found!')``."""
+    import torch
+
+    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
+    if accelerator not in ("gpu", "cuda") or torch.cuda.is_available():
+        return
+    if accelerator == "gpu" and torch.backends.mps.is_available():
+        return
+    paper = "paper" in (cfg.get("tags") or [])
+    raise RuntimeError(
+        ("the paper experiments (experiment=paper/*) train on a GPU" if paper else f"trainer.accelerator={accelerator} asks for a GPU")
+        + ", and this machine has none (torch.cuda.is_available() is False); for a CPU try, add trainer=cpu"
+        + (" (slow: 256 px input, 150 epochs)" if paper else "")
     )
 
 
