@@ -111,8 +111,8 @@ def test_bar_chart_labels_do_not_overlap():
 
 
 def test_analysis_progress_lines_for_a_log_file(records, capsys):
-    methods = [m for m in default_methods() if m.method == "baseline"]
-    analyse(records[:10], get_layout("wflw").norm_pair, methods, progress=True)
+    methods = [v for v in method_variants(input_size=64, heatmap_size=16) if v.method == "baseline"]
+    analyse(records[:10], get_layout("wflw").norm_pair, methods, input_size=64, progress=True)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("ideal-condition NME: ")]
     n = 2 * len(methods)  # float and rounded labels; under 10 jobs, a line each (stdout is not a terminal)
     assert [ln.split()[2] for ln in lines] == [f"{k}/{n}" for k in range(1, n + 1)] + [f"{n}/{n}"]

@@ -56,7 +56,8 @@ def emit(message: str, console: bool | None = None, logger: logging.Logger = LOG
             if is_console and not console:
                 continue
             handler.handle(record)
-            shown |= is_console
+            # A handler left pointing at an earlier stdout (a replaced sys.stdout) does not count as shown.
+            shown |= is_console and getattr(handler, "stream", None) in (sys.stdout, sys.stderr)
         lg = lg.parent if lg.propagate else None
     if console and not shown:
         print(message, flush=True)
