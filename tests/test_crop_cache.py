@@ -98,6 +98,16 @@ def test_evaluation_crops_and_nme_equal_the_full_photo(photos, tmp_path):
         np.testing.assert_allclose(photo, rec.landmarks, atol=1e-3)
 
 
+def test_evaluation_crops_of_a_small_input_are_exact_too(photos, tmp_path):
+    # 16 px from faces of 40+ px: a reduced (draft) JPEG decode would serve them, and shift the NME.
+    records = _records(photos, "test")
+    plain = FaceDataset(records, LAYOUT, 16, train=False)
+    cache = ensure_crop_cache(records, plain.crop_settings(), tmp_path, "synthetic_photos", "test", workers=1, progress=False)
+    cached = FaceDataset(records, LAYOUT, 16, train=False, crops=cache)
+    for i in range(len(records)):
+        assert torch.equal(cached[i]["image"], plain[i]["image"])
+
+
 def test_a_cache_built_for_evaluation_does_not_serve_training(photos, tmp_path):
     records = _records(photos)
     _, _, eval_cache = _cached(records, tmp_path, train=False)

@@ -56,7 +56,7 @@ __all__ = ["CACHE_VERSION", "FORMATS", "CropCache", "CropSettings", "ensure_crop
 log = logging.getLogger("hih.data.crop_cache")
 
 #: Bump when what is stored changes: older caches are then rebuilt.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: evaluation crops decoded at full size
 FORMATS = ("raw", "jpeg")
 JPEG_QUALITY = 95
 MANIFEST = "manifest.json"
@@ -324,7 +324,9 @@ def _build(folder: Path, records: Sequence[FaceRecord], settings: CropSettings, 
     def work(group: tuple[Path, list[int]]) -> list[tuple[int, bytes, tuple[int, int], np.ndarray]]:
         path, faces = group
         density = max(settings.density(settings.box(records[i])) for i in faces)
-        photo, scale = _decode(path, density, draft)
+        # Evaluation crops are the network input itself: decoded at full size, they are the uncached
+        # path's pixels exactly (a reduced decode shifts NME measurably on small inputs).
+        photo, scale = _decode(path, density, draft and not settings.eval_only)
         out = []
         for i in faces:
             crop, a = make_crop(photo, records[i], settings, scale)
@@ -385,7 +387,8 @@ def ensure_crop_cache(records: Sequence[FaceRecord], settings: CropSettings, cac
     """The crop cache of ``records`` (one split) under ``cache_dir``, built on first use; see the module doc.
 
     workers: decoding threads (default: every core this process may use). draft: decode JPEGs reduced in
-    the decoder (DCT scaling by 2, 4 or 8) when every face of a photo needs at most that resolution.
+    the decoder (DCT scaling by 2, 4 or 8) when every face of a photo needs at most that resolution
+    (training crops only; evaluation crops are always decoded at full size).
     """
     if fmt not in FORMATS:
         raise ValueError(f"crop cache format must be one of {FORMATS}, got {fmt!r}")
