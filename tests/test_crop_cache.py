@@ -98,9 +98,12 @@ def test_evaluation_crops_and_nme_equal_the_full_photo(photos, tmp_path):
         np.testing.assert_allclose(photo, rec.landmarks, atol=1e-3)
 
 
-def test_evaluation_crops_of_a_small_input_are_exact_too(photos, tmp_path):
-    # 16 px from faces of 40+ px: a reduced (draft) JPEG decode would serve them, and shift the NME.
-    records = _records(photos, "test")
+def test_evaluation_crops_of_a_small_input_are_exact_too(tmp_path):
+    # 16 px from faces of 40+ px inter-ocular: a reduced (draft) JPEG decode would serve them, and shift the NME.
+    root = tmp_path / "big_faces"
+    ensure_synthetic_photos(root, n_train=1, n_test=2, seed=2, photo_size=(200, 240), iod_range=(40.0, 60.0),
+                            progress=False, workers=1)
+    records = _records(root, "test")
     plain = FaceDataset(records, LAYOUT, 16, train=False)
     cache = ensure_crop_cache(records, plain.crop_settings(), tmp_path, "synthetic_photos", "test", workers=1, progress=False)
     cached = FaceDataset(records, LAYOUT, 16, train=False, crops=cache)
