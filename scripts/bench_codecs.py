@@ -119,8 +119,12 @@ def report(name: str, ref: tuple, torch_: tuple, batch: int) -> float:
     (t_ref, m_ref), (t_torch, m_torch) = ref, torch_
     ratio = t_ref / t_torch
     print(f"{name}")
-    print(f"  reference (NumPy loop): {t_ref * 1e3:9.2f} ms/batch  {t_ref * 1e3 / batch:8.3f} ms/sample  (median {m_ref * 1e3:.2f} ms/batch)")
-    print(f"  torch (batched)       : {t_torch * 1e3:9.2f} ms/batch  {t_torch * 1e3 / batch:8.3f} ms/sample  (median {m_torch * 1e3:.2f} ms/batch)")
+    print(
+        f"  reference (NumPy loop): {t_ref * 1e3:9.2f} ms/batch  {t_ref * 1e3 / batch:8.3f} ms/sample  (median {m_ref * 1e3:.2f} ms/batch)"
+    )
+    print(
+        f"  torch (batched)       : {t_torch * 1e3:9.2f} ms/batch  {t_torch * 1e3 / batch:8.3f} ms/sample  (median {m_torch * 1e3:.2f} ms/batch)"
+    )
     verdict = "meets" if ratio >= TARGET_SPEEDUP else "BELOW"
     print(f"  speed-up              : {ratio:9.1f}x  ({verdict} the {TARGET_SPEEDUP:g}x target)")
     return ratio
@@ -156,7 +160,9 @@ def main(argv=None) -> int:
     hih.encode(lm)  # warm-up
     *t_torch, targets = best_of(lambda: hih.encode(lm), args.repeats)
     *t_ref, (ref_hm, ref_dec) = best_of(
-        lambda: ref_hih_encode(lm_np, args.input_size, args.heatmap_size, args.sigma, args.decimal_size, args.decimal_sigma),
+        lambda: ref_hih_encode(
+            lm_np, args.input_size, args.heatmap_size, args.sigma, args.decimal_size, args.decimal_sigma
+        ),
         args.ref_repeats,
     )
     hm, dec = targets["heatmap"].numpy(), targets["decimal"].numpy()
@@ -178,7 +184,9 @@ def main(argv=None) -> int:
     *t_ref, ref_pts = best_of(lambda: ref_wsm_decode(hm, wsm.stride), args.ref_repeats)
     pt_diff = float(np.abs(pts.numpy() - ref_pts).max())
     r_dec = report("WSM decode", t_ref, t_torch, b)
-    print(f"  agreement             : decoded points max |diff| {pt_diff:.2e} px ({'identical' if pt_diff == 0 else 'DIFFER' if pt_diff > 1e-4 else 'equal to float rounding'})")
+    print(
+        f"  agreement             : decoded points max |diff| {pt_diff:.2e} px ({'identical' if pt_diff == 0 else 'DIFFER' if pt_diff > 1e-4 else 'equal to float rounding'})"
+    )
 
     ok = same_cells and same_dec and hm_diff < 1e-2 and dec_diff < 1e-6 and pt_diff <= 1e-4
     if not ok:

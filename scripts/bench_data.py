@@ -35,8 +35,15 @@ from pathlib import Path
 import numpy as np
 
 
-def reference_sample(rec, rng: np.random.Generator, flip_perm: np.ndarray, size: int = 256, hm: int = 64,
-                     sigma: float = 1.5, crop_scale: float = 1.25):
+def reference_sample(
+    rec,
+    rng: np.random.Generator,
+    flip_perm: np.ndarray,
+    size: int = 256,
+    hm: int = 64,
+    sigma: float = 1.5,
+    crop_scale: float = 1.25,
+):
     """One training sample the PIL way; returns (image (3, S, S) tensor, heatmaps (N, hm, hm), landmarks)."""
     import torch
     from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -91,7 +98,7 @@ def reference_sample(rec, rng: np.random.Generator, flip_perm: np.ndarray, size:
         g = np.exp(-((xs[None, :] - tmp) ** 2 + (xs[:, None] - tmp) ** 2) / (2 * sigma**2))
         gx, gy = (max(0, -ul[0]), min(br[0], hm) - ul[0]), (max(0, -ul[1]), min(br[1], hm) - ul[1])
         ix, iy = (max(0, ul[0]), min(br[0], hm)), (max(0, ul[1]), min(br[1], hm))
-        heatmaps[i, iy[0]:iy[1], ix[0]:ix[1]] = g[gy[0]:gy[1], gx[0]:gx[1]]
+        heatmaps[i, iy[0] : iy[1], ix[0] : ix[1]] = g[gy[0] : gy[1], gx[0] : gx[1]]
     return image, torch.from_numpy(heatmaps), torch.from_numpy(pts.astype(np.float32))
 
 
@@ -154,22 +161,39 @@ def bench_photos(args) -> dict:
     try:
         for fmt, draft in (("raw", False), ("raw", True), ("jpeg", True)):
             t0 = time.perf_counter()
-            cache = ensure_crop_cache(records, settings, tmp / f"{fmt}-{draft}", "synthetic_photos", "train", fmt=fmt,
-                                      workers=args.build_workers or cores, progress=False, draft=draft)
-            builds[f"{fmt}{'_draft' if draft and fmt == 'raw' else ''}"] = {"build_s": time.perf_counter() - t0, "mb": cache.nbytes / 2**20}
+            cache = ensure_crop_cache(
+                records,
+                settings,
+                tmp / f"{fmt}-{draft}",
+                "synthetic_photos",
+                "train",
+                fmt=fmt,
+                workers=args.build_workers or cores,
+                progress=False,
+                draft=draft,
+            )
+            builds[f"{fmt}{'_draft' if draft and fmt == 'raw' else ''}"] = {
+                "build_s": time.perf_counter() - t0,
+                "mb": cache.nbytes / 2**20,
+            }
             caches[fmt] = cache
         canvas_root = Path(f".cache/bench_data/synthetic-{n}")
         ensure_synthetic(canvas_root, n_train=n, n_test=1, seed=0)
-        canvas_ds = FaceDataset(read_dataset("synthetic", canvas_root, "train")[:n], layout, input_size=args.input_size,
-                                train=True, seed=0)
-        sets = {"photo": photo_ds, "cached": FaceDataset(records, layout, args.input_size, train=True, seed=0, crops=caches["raw"]),
-                "cached_jpeg": FaceDataset(records, layout, args.input_size, train=True, seed=0, crops=caches["jpeg"]),
-                "canvas": canvas_ds}
+        canvas_ds = FaceDataset(
+            read_dataset("synthetic", canvas_root, "train")[:n], layout, input_size=args.input_size, train=True, seed=0
+        )
+        sets = {
+            "photo": photo_ds,
+            "cached": FaceDataset(records, layout, args.input_size, train=True, seed=0, crops=caches["raw"]),
+            "cached_jpeg": FaceDataset(records, layout, args.input_size, train=True, seed=0, crops=caches["jpeg"]),
+            "canvas": canvas_ds,
+        }
 
         def runner(ds):
             def run(epoch: int) -> None:
                 for i in range(n):
                     ds.get(i, epoch)
+
             return run
 
         rates = best_rate({name: runner(ds) for name, ds in sets.items()}, n, args.passes)
@@ -178,28 +202,43 @@ def bench_photos(args) -> dict:
     photos = len({r.image_path for r in records})
     draft = bench_draft(records, settings, args.passes)
     result = {
-        "photos": photos, "faces": n, "input_size": args.input_size, "passes": args.passes, "threads": 1,
-        "photo_img_s": rates["photo"], "cached_img_s": rates["cached"], "cached_jpeg_img_s": rates["cached_jpeg"],
+        "photos": photos,
+        "faces": n,
+        "input_size": args.input_size,
+        "passes": args.passes,
+        "threads": 1,
+        "photo_img_s": rates["photo"],
+        "cached_img_s": rates["cached"],
+        "cached_jpeg_img_s": rates["cached_jpeg"],
         "canvas_img_s": rates["canvas"],
         "cached_cost_over_canvas": rates["canvas"] / rates["cached"],
-        "cache_mb": builds["raw"]["mb"], "cache_mb_per_1000_faces": builds["raw"]["mb"] / n * 1000,
+        "cache_mb": builds["raw"]["mb"],
+        "cache_mb_per_1000_faces": builds["raw"]["mb"] / n * 1000,
         "cache_jpeg_mb": builds["jpeg"]["mb"],
-        "build_s": builds["raw"]["build_s"], "build_s_draft": builds["raw_draft"]["build_s"],
-        "build_s_jpeg": builds["jpeg"]["build_s"], "build_workers": args.build_workers or cores,
+        "build_s": builds["raw"]["build_s"],
+        "build_s_draft": builds["raw_draft"]["build_s"],
+        "build_s_jpeg": builds["jpeg"]["build_s"],
+        "build_workers": args.build_workers or cores,
         **draft,
         "ratio_cached_vs_photo": rates["cached"] / rates["photo"],
     }
-    print(f"images: {photos} WFLW-like photos (800-1200 px), {n} faces, input {args.input_size}, best of {args.passes} passes, 1 thread")
+    print(
+        f"images: {photos} WFLW-like photos (800-1200 px), {n} faces, input {args.input_size}, best of {args.passes} passes, 1 thread"
+    )
     print(f"full photo (decode per face + warp + albumentations):  {rates['photo']:8.1f} img/s per worker")
     print(f"crop cache, raw memory map:                             {rates['cached']:8.1f} img/s per worker")
     print(f"crop cache, JPEG crops:                                 {rates['cached_jpeg']:8.1f} img/s per worker")
     print(f"synthetic canvases (256-384 px, today's benchmarks):    {rates['canvas']:8.1f} img/s per worker")
-    print(f"cache: raw {result['cache_mb']:.1f} MB ({result['cache_mb_per_1000_faces']:.0f} MB per 1000 faces), built in "
-          f"{result['build_s']:.1f} s ({result['build_s_draft']:.1f} s with JPEG draft decode) on {result['build_workers']} threads; "
-          f"JPEG {result['cache_jpeg_mb']:.1f} MB, built in {result['build_s_jpeg']:.1f} s")
+    print(
+        f"cache: raw {result['cache_mb']:.1f} MB ({result['cache_mb_per_1000_faces']:.0f} MB per 1000 faces), built in "
+        f"{result['build_s']:.1f} s ({result['build_s_draft']:.1f} s with JPEG draft decode) on {result['build_workers']} threads; "
+        f"JPEG {result['cache_jpeg_mb']:.1f} MB, built in {result['build_s_jpeg']:.1f} s"
+    )
     if draft["draft_photos"]:
-        print(f"JPEG draft (DCT-scaled) decode on the {draft['draft_photos']} photo(s) whose every face needs <= 1/2 "
-              f"resolution: {draft['draft_decode_ms']:.1f} ms vs {draft['full_decode_ms']:.1f} ms full")
+        print(
+            f"JPEG draft (DCT-scaled) decode on the {draft['draft_photos']} photo(s) whose every face needs <= 1/2 "
+            f"resolution: {draft['draft_decode_ms']:.1f} ms vs {draft['full_decode_ms']:.1f} ms full"
+        )
     else:
         print("JPEG draft decode: no photo has only faces that need <= 1/2 of its resolution at this input size")
     print(f"per-sample cost, cached / canvas: {result['cached_cost_over_canvas']:.2f}x (goal <= 1.3x)")
@@ -209,14 +248,20 @@ def bench_photos(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=None,
-                        help="synthetic set folder, generated there on first use (default .cache/bench_data/synthetic-N)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="synthetic set folder, generated there on first use (default .cache/bench_data/synthetic-N)",
+    )
     parser.add_argument("--n", type=int, default=200, help="images per pipeline and pass")
     parser.add_argument("--passes", type=int, default=5, help="timed passes; the best is reported")
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--photos", action="store_true", help="full photos vs the crop cache on WFLW-like photos")
     parser.add_argument("--n-photos", type=int, default=200, help="--photos: WFLW-like photos (1-4 faces each)")
-    parser.add_argument("--build-workers", type=int, default=None, help="--photos: cache build threads (default: every core)")
+    parser.add_argument(
+        "--build-workers", type=int, default=None, help="--photos: cache build threads (default: every core)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="--photos: write the figures to this JSON file")
     args = parser.parse_args()
     if args.photos:
@@ -236,8 +281,7 @@ def main() -> None:
     import torch
 
     from hih.data.dataset import FaceDataset
-    from hih.data.datasets import get_layout
-    from hih.data.datasets import read_dataset
+    from hih.data.datasets import get_layout, read_dataset
     from hih.data.synthetic import ensure_synthetic
 
     # one DataLoader worker is one single-threaded process

@@ -27,8 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from hih.callbacks import NonFiniteGuard, StepClock, StepTimer
 from hih.codecs import HIHCodec
 from hih.data.targets import EncodedLoaders
-from hih.methods import compute_losses
-from hih.methods import build_net
+from hih.methods import build_net, compute_losses
 from hih.module import FaceAlignmentModule
 
 N = 98
@@ -46,7 +45,12 @@ class Faces(Dataset):
         return len(self.image)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.image[i], "landmarks": self.landmarks[i], "subsets": torch.zeros(6, dtype=torch.bool), "index": torch.tensor(i)}
+        return {
+            "image": self.image[i],
+            "landmarks": self.landmarks[i],
+            "subsets": torch.zeros(6, dtype=torch.bool),
+            "index": torch.tensor(i),
+        }
 
 
 def make(size: int, channels: int, width: int, decimal: int):
@@ -81,17 +85,30 @@ def lightning_loop(net, codec, loader, warmup: int, check_finite: bool = True) -
     module = FaceAlignmentModule(net, codec, layout="wflw", optimizer=functools.partial(torch.optim.Adam, lr=1e-4))
     timer = StepTimer(warmup=warmup)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer, *([NonFiniteGuard()] if check_finite else [])],
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer, *([NonFiniteGuard()] if check_finite else [])],
     )
     trainer.fit(module, datamodule=EncodedLoaders(codec, train=loader))
     return timer.total.wall_s
 
 
-def bench(name: str, size: int, channels: int, width: int, decimal: int, batch: int, steps: int, warmup: int, repeats: int) -> None:
+def bench(
+    name: str, size: int, channels: int, width: int, decimal: int, batch: int, steps: int, warmup: int, repeats: int
+) -> None:
     data = Faces(batch * (steps + warmup), size)
     loader = DataLoader(data, batch_size=batch, shuffle=False)
-    loops = {"bare": bare_loop, "lightning": lightning_loop, "no_check": lambda *a: lightning_loop(*a, check_finite=False)}
+    loops = {
+        "bare": bare_loop,
+        "lightning": lightning_loop,
+        "no_check": lambda *a: lightning_loop(*a, check_finite=False),
+    }
     results = dict.fromkeys(loops, float("inf"))
     for _ in range(repeats):  # alternate, keep each loop's best: the least disturbed by other load
         for kind, loop in loops.items():

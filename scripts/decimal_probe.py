@@ -67,7 +67,10 @@ def run_head(name: str, args, codec: HIHCodec) -> dict[str, float]:
 
     def report(step: int) -> dict[str, float]:
         r = evaluate()
-        print(f"  {name} step {step:5d}: decimal-cell accuracy {r['acc']:.3f}, error {r['err_px']:.3f} px  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"  {name} step {step:5d}: decimal-cell accuracy {r['acc']:.3f}, error {r['err_px']:.3f} px  ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
         return r
 
     for step in range(args.steps):
@@ -106,12 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     d, stride = args.decimal_size, args.input_size / args.heatmap_size
     # Uniform offsets: mean distance to a square's centre is 0.3826 of its side, to its corner 0.7652.
     centre_px, perfect_px = 0.3826 * stride, 0.7652 * stride / d
-    print(f"ideal integer heatmaps {args.heatmap_size}x{args.heatmap_size} (stride {stride:g}), decimal {d}x{d}, "
-          f"{args.landmarks} landmarks, batch {args.batch}, {args.loss} loss, lr {args.lr}")
-    print(f"reference errors: integer cell centre {centre_px:.3f} px; perfect decimal map (corner decode) {perfect_px:.3f} px; "
-          f"chance decimal-cell accuracy {1 / d**2:.3f}")
+    print(
+        f"ideal integer heatmaps {args.heatmap_size}x{args.heatmap_size} (stride {stride:g}), decimal {d}x{d}, "
+        f"{args.landmarks} landmarks, batch {args.batch}, {args.loss} loss, lr {args.lr}"
+    )
+    print(
+        f"reference errors: integer cell centre {centre_px:.3f} px; perfect decimal map (corner decode) {perfect_px:.3f} px; "
+        f"chance decimal-cell accuracy {1 / d**2:.3f}"
+    )
     results = {name: run_head(name, args, codec) for name in args.heads}
-    print(f"\n| head | steps | decimal-cell accuracy | error (px) | cell centre (px) | perfect (px) |")
+    print("\n| head | steps | decimal-cell accuracy | error (px) | cell centre (px) | perfect (px) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         print(f"| {name} | {args.steps} | {r['acc']:.3f} | {r['err_px']:.3f} | {centre_px:.3f} | {perfect_px:.3f} |")

@@ -19,8 +19,9 @@ from hih.analysis.learning_curves import write_study
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("multirun_dir", type=Path, help="the multirun folder of hih-train -m sweep=decimal_study")
-    p.add_argument("--out", type=Path, default=None,
-                   help="where study.json / .md / .png go (default: the multirun folder)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="where study.json / .md / .png go (default: the multirun folder)"
+    )
     p.add_argument("--baseline", default="baseline", help="the run the integer heatmaps are compared with")
     args = p.parse_args(argv)
     result = write_study(args.multirun_dir, args.out, args.baseline)

@@ -84,15 +84,31 @@ def _cores() -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda", help="cuda (default, one GPU) or cpu (only with --tiny)")
-    p.add_argument("--tiny", action="store_true", help="64 px, 16-channel models, tiny photos, a few seconds per phase (smoke test)")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="64 px, 16-channel models, tiny photos, a few seconds per phase (smoke test)",
+    )
     p.add_argument("--out", type=Path, default=Path("outputs/gpu_check"))
-    p.add_argument("--data-dir", type=Path, default=None, help="paths.data_dir: the photos and their crop cache (default: <out>/data)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="paths.data_dir: the photos and their crop cache (default: <out>/data)",
+    )
     p.add_argument("--budget-s", type=float, default=None, help="total wall time (default 480; tiny 20)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the paper config's; tiny 8)")
-    p.add_argument("--n-photos", type=int, default=None, help="training photos, 1-4 faces each (default 2200, about 4000 faces; tiny 8)")
+    p.add_argument(
+        "--n-photos",
+        type=int,
+        default=None,
+        help="training photos, 1-4 faces each (default 2200, about 4000 faces; tiny 8)",
+    )
     p.add_argument("--n-test-photos", type=int, default=None, help="test photos (default 280, about 500 faces; tiny 4)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPU count - 1, at most 16; tiny 0)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers (default: CPU count - 1, at most 16; tiny 0)"
+    )
     p.add_argument("--prefetch", type=int, default=4, help="batches each worker loads ahead (prefetch_factor)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it is off on the CPU anyway)")
@@ -112,15 +128,20 @@ def require_device(args: argparse.Namespace) -> torch.device:
     """The device to run on, or exit 2 with a message naming what is missing."""
     if args.device == "cpu":
         if not args.tiny:
-            sys.exit("gpu_check: --device cpu runs only with --tiny (paper-size models on the CPU would take hours); "
-                     "run on a CUDA GPU, or add --tiny for the smoke test")
+            sys.exit(
+                "gpu_check: --device cpu runs only with --tiny (paper-size models on the CPU would take hours); "
+                "run on a CUDA GPU, or add --tiny for the smoke test"
+            )
         return torch.device("cpu")
     if not args.device.startswith("cuda"):
         sys.exit(f"gpu_check: --device must be 'cuda' or 'cpu', got {args.device!r}")
     if not torch.cuda.is_available():
-        print(f"gpu_check: no CUDA GPU: torch.cuda.is_available() is False (torch {torch.__version__}, built for CUDA "
-              f"{torch.version.cuda}). This check needs one CUDA device; for the CPU smoke test run "
-              f"`python scripts/gpu_check.py --device cpu --tiny`.", file=sys.stderr)
+        print(
+            f"gpu_check: no CUDA GPU: torch.cuda.is_available() is False (torch {torch.__version__}, built for CUDA "
+            f"{torch.version.cuda}). This check needs one CUDA device; for the CPU smoke test run "
+            f"`python scripts/gpu_check.py --device cpu --tiny`.",
+            file=sys.stderr,
+        )
         sys.exit(2)
     return torch.device(args.device)
 
@@ -128,14 +149,25 @@ def require_device(args: argparse.Namespace) -> torch.device:
 def overrides(name: str, args: argparse.Namespace, device: torch.device) -> list[str]:
     """The hih-train overrides of this check: ``experiment=paper/wflw model=<name>`` on the synthetic photos."""
     cuda = device.type == "cuda"
-    o = ["experiment=paper/wflw", f"model={name}", "data=synthetic_photos", f"paths.data_dir={Path(args.data_dir).resolve()}",
-         f"data.datamodule.n_photos={args.n_photos}", f"data.datamodule.n_test_photos={args.n_test_photos}",
-         f"data.datamodule.photos_seed={args.seed}", "data.datamodule.val_fraction=0.0",
-         f"data.datamodule.num_workers={args.workers}", f"data.datamodule.pin_memory={cuda}",
-         f"data.datamodule.persistent_workers={args.workers > 0}",
-         f"data.datamodule.prefetch_factor={args.prefetch if args.workers > 0 else 'null'}",
-         f"module.optimizer.lr={args.lr}", "module.scheduler=null", f"seed={args.seed}",
-         f"module.compile={cuda and not args.no_compile}", f"module.channels_last={cuda}"]
+    o = [
+        "experiment=paper/wflw",
+        f"model={name}",
+        "data=synthetic_photos",
+        f"paths.data_dir={Path(args.data_dir).resolve()}",
+        f"data.datamodule.n_photos={args.n_photos}",
+        f"data.datamodule.n_test_photos={args.n_test_photos}",
+        f"data.datamodule.photos_seed={args.seed}",
+        "data.datamodule.val_fraction=0.0",
+        f"data.datamodule.num_workers={args.workers}",
+        f"data.datamodule.pin_memory={cuda}",
+        f"data.datamodule.persistent_workers={args.workers > 0}",
+        f"data.datamodule.prefetch_factor={args.prefetch if args.workers > 0 else 'null'}",
+        f"module.optimizer.lr={args.lr}",
+        "module.scheduler=null",
+        f"seed={args.seed}",
+        f"module.compile={cuda and not args.no_compile}",
+        f"module.channels_last={cuda}",
+    ]
     if args.batch:
         o.append(f"data.datamodule.batch_size={args.batch}")
     if args.tiny:
@@ -241,7 +273,9 @@ def timed(step, source, seconds: float, warmup: int, device: torch.device, clock
     r = {"img_per_s": images / elapsed, "steps": steps, "seconds": elapsed, "warmup_s": warm_s}
     if loss is not None:
         r["loss"] = float(loss)
-    clock.log(f"{label}: {r['img_per_s']:.1f} img/s ({steps} steps in {elapsed:.1f} s; warm-up incl. compile {warm_s:.1f} s)")
+    clock.log(
+        f"{label}: {r['img_per_s']:.1f} img/s ({steps} steps in {elapsed:.1f} s; warm-up incl. compile {warm_s:.1f} s)"
+    )
     return r
 
 
@@ -292,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True  # trainer=gpu's benchmark: true
     args.out.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    clock.log(f"device {device} ({gpu}), torch {torch.__version__}, models {args.models}, {'tiny' if args.tiny else 'paper size'}")
+    clock.log(
+        f"device {device} ({gpu}), torch {torch.__version__}, models {args.models}, {'tiny' if args.tiny else 'paper size'}"
+    )
 
     # Data: the photos are generated and their crops cached once (every core), then every model reads them.
     first = compose_model(args.models[0], args, device)
@@ -301,8 +337,15 @@ def main(argv: list[str] | None = None) -> int:
         from hih.data.datasets.synthetic_photos import ensure_synthetic_photos
 
         o = dm.dataset_options
-        ensure_synthetic_photos(dm.root, n_train=o["n_photos"], n_test=o["n_test_photos"], seed=o["photos_seed"],
-                                photo_size=tuple(o["photo_size"]), iod_range=tuple(o["iod_range"]), workers=min(16, _cores()))
+        ensure_synthetic_photos(
+            dm.root,
+            n_train=o["n_photos"],
+            n_test=o["n_test_photos"],
+            seed=o["photos_seed"],
+            photo_size=tuple(o["photo_size"]),
+            iod_range=tuple(o["iod_range"]),
+            workers=min(16, _cores()),
+        )
     t0 = time.perf_counter()
     dm.setup("fit")
     cache_s = time.perf_counter() - t0
@@ -310,19 +353,38 @@ def main(argv: list[str] | None = None) -> int:
     plain.setup("fit")
     train_loader, test_loader = dm.train_dataloader(), dm.test_dataloader()
     cache = dm.train_set.crops
-    clock.log(f"data ready: {len(dm.train_set)} train / {len(dm.test_set)} test faces at {dm.input_size} px, crop cache "
-              f"{cache.nbytes / 2**20:.0f} MB ({cache.folder}), set-up {cache_s:.1f} s; {dm.num_workers} workers, "
-              f"pin_memory {dm.pin_memory}, persistent {dm.persistent_workers}, prefetch {dm.prefetch_factor}")
+    clock.log(
+        f"data ready: {len(dm.train_set)} train / {len(dm.test_set)} test faces at {dm.input_size} px, crop cache "
+        f"{cache.nbytes / 2**20:.0f} MB ({cache.folder}), set-up {cache_s:.1f} s; {dm.num_workers} workers, "
+        f"pin_memory {dm.pin_memory}, persistent {dm.persistent_workers}, prefetch {dm.prefetch_factor}"
+    )
 
     batch_size = dm.batch_size
-    results = {"device": str(device), "device_name": gpu, "torch": torch.__version__, "tiny": args.tiny,
-               "input_size": dm.input_size, "batch": batch_size, "workers": dm.num_workers, "pin_memory": dm.pin_memory,
-               "persistent_workers": dm.persistent_workers, "prefetch_factor": dm.prefetch_factor, "lr": args.lr,
-               "compile": bool(first.module.compile), "bf16": device.type == "cuda" and str(first.trainer.precision).startswith("bf16"),
-               "channels_last": bool(first.module.channels_last), "n_train": len(dm.train_set), "n_test": len(dm.test_set),
-               "photos": {"train": args.n_photos, "test": args.n_test_photos}, "budget_s": args.budget_s,
-               "cache": {"mb": cache.nbytes / 2**20, "build_s": cache.build_s, "setup_s": cache_s, "format": cache.format},
-               "overrides": overrides(args.models[0], args, device), "loader": {}, "throughput": {}, "training": {}}
+    results = {
+        "device": str(device),
+        "device_name": gpu,
+        "torch": torch.__version__,
+        "tiny": args.tiny,
+        "input_size": dm.input_size,
+        "batch": batch_size,
+        "workers": dm.num_workers,
+        "pin_memory": dm.pin_memory,
+        "persistent_workers": dm.persistent_workers,
+        "prefetch_factor": dm.prefetch_factor,
+        "lr": args.lr,
+        "compile": bool(first.module.compile),
+        "bf16": device.type == "cuda" and str(first.trainer.precision).startswith("bf16"),
+        "channels_last": bool(first.module.channels_last),
+        "n_train": len(dm.train_set),
+        "n_test": len(dm.test_set),
+        "photos": {"train": args.n_photos, "test": args.n_test_photos},
+        "budget_s": args.budget_s,
+        "cache": {"mb": cache.nbytes / 2**20, "build_s": cache.build_s, "setup_s": cache_s, "format": cache.format},
+        "overrides": overrides(args.models[0], args, device),
+        "loader": {},
+        "throughput": {},
+        "training": {},
+    }
 
     reserve = 2.0 if args.tiny else 15.0  # writing results, process teardown
     loader_s = 0.5 if args.tiny else 0.025 * args.budget_s
@@ -334,8 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     # Fixed tensors on the device: the model-bound loop reads nothing from the host.
     g = torch.Generator().manual_seed(args.seed)
     s = dm.input_size
-    fixed = {"image": torch.randn(batch_size, 3, s, s, generator=g).to(device),
-             "landmarks": (torch.rand(batch_size, dm.num_landmarks, 2, generator=g) * 0.8 * s + 0.1 * s).to(device)}
+    fixed = {
+        "image": torch.randn(batch_size, 3, s, s, generator=g).to(device),
+        "landmarks": (torch.rand(batch_size, dm.num_landmarks, 2, generator=g) * 0.8 * s + 0.1 * s).to(device),
+    }
 
     def synthetic():
         while True:
@@ -359,13 +423,21 @@ def main(argv: list[str] | None = None) -> int:
         module = build_module(cfg)
         stepper = Stepper(module, cfg, device)
         bound = timed(stepper.step, synthetic(), 0.10 * slot, warmup, device, clock, f"{name} model-bound")
-        piped = timed(stepper.step, pipeline(train_batches), 0.10 * slot, warmup, device, clock, f"{name} pipeline, crop cache")
-        uncached = timed(stepper.step, pipeline(uncached_batches), 0.08 * slot, 1, device, clock, f"{name} pipeline, full photos")
-        results["throughput"][name] = {"model_bound": bound, "pipeline": piped, "pipeline_uncached": uncached,
-                                       "pipeline_over_model_bound": piped["img_per_s"] / bound["img_per_s"],
-                                       "uncached_over_model_bound": uncached["img_per_s"] / bound["img_per_s"],
-                                       "params_m": sum(p.numel() for p in module.net.parameters()) / 1e6,
-                                       "loss_weights": dict(module.loss_weights)}
+        piped = timed(
+            stepper.step, pipeline(train_batches), 0.10 * slot, warmup, device, clock, f"{name} pipeline, crop cache"
+        )
+        uncached = timed(
+            stepper.step, pipeline(uncached_batches), 0.08 * slot, 1, device, clock, f"{name} pipeline, full photos"
+        )
+        results["throughput"][name] = {
+            "model_bound": bound,
+            "pipeline": piped,
+            "pipeline_uncached": uncached,
+            "pipeline_over_model_bound": piped["img_per_s"] / bound["img_per_s"],
+            "uncached_over_model_bound": uncached["img_per_s"] / bound["img_per_s"],
+            "params_m": sum(p.numel() for p in module.net.parameters()) / 1e6,
+            "loss_weights": dict(module.loss_weights),
+        }
 
         # Training from the same fresh initialisation for the rest of the slot, minus the evaluation.
         stepper.reset()
@@ -384,12 +456,24 @@ def main(argv: list[str] | None = None) -> int:
         trained_s = time.perf_counter() - t0
         ev = evaluate(module, cfg, test_loader, device)
         tail = torch.stack(losses[-20:]).float().mean().item()
-        results["training"][name] = {"steps": steps, "seconds": trained_s, "images": steps * batch_size,
-                                     "epochs": steps * batch_size / len(dm.train_set), "final_loss": tail, **ev}
+        results["training"][name] = {
+            "steps": steps,
+            "seconds": trained_s,
+            "images": steps * batch_size,
+            "epochs": steps * batch_size / len(dm.train_set),
+            "final_loss": tail,
+            **ev,
+        }
         if device.type == "cuda":
             results["throughput"][name]["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-        extra = f", decimal_acc {ev['decimal_acc']:.3f} (chance {ev['decimal_chance']:.3f}), decimal_gain {ev['decimal_gain']:+.3f}" if "decimal_acc" in ev else ""
-        clock.log(f"{name}: {steps} steps in {trained_s:.0f} s, test NME {ev['nme']:.3f} (integer-only at the centre {ev['nme_integer_centre']:.3f}){extra}")
+        extra = (
+            f", decimal_acc {ev['decimal_acc']:.3f} (chance {ev['decimal_chance']:.3f}), decimal_gain {ev['decimal_gain']:+.3f}"
+            if "decimal_acc" in ev
+            else ""
+        )
+        clock.log(
+            f"{name}: {steps} steps in {trained_s:.0f} s, test NME {ev['nme']:.3f} (integer-only at the centre {ev['nme_integer_centre']:.3f}){extra}"
+        )
         del module, stepper
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -428,11 +512,17 @@ def summary(r: dict) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, t in r["throughput"].items():
-        lines.append(f"| {name} | {t['params_m']:.2f} | {t['model_bound']['img_per_s']:.1f} | {t['pipeline']['img_per_s']:.1f} | "
-                     f"{t['pipeline_uncached']['img_per_s']:.1f} | {t['pipeline_over_model_bound']:.2f} |")
-    lines += ["", f"## Training on {r['n_train']} faces, tested on {r['n_test']}", "",
-              "| model | steps | epochs | test NME | NME - baseline | integer only (centre) | decimal_acc | chance | decimal_gain |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"| {name} | {t['params_m']:.2f} | {t['model_bound']['img_per_s']:.1f} | {t['pipeline']['img_per_s']:.1f} | "
+            f"{t['pipeline_uncached']['img_per_s']:.1f} | {t['pipeline_over_model_bound']:.2f} |"
+        )
+    lines += [
+        "",
+        f"## Training on {r['n_train']} faces, tested on {r['n_test']}",
+        "",
+        "| model | steps | epochs | test NME | NME - baseline | integer only (centre) | decimal_acc | chance | decimal_gain |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, t in r["training"].items():
         lines.append(
             f"| {name} | {t['steps']} | {t['epochs']:.1f} | {t['nme']:.3f} | {f(t.get('nme_minus_baseline'), '+.3f')} | "

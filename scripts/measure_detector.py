@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     maps = {
         ("yunet", "landmarks"): fit_box_map(det_boxes, [landmark_box(r.landmarks) for _, r in pairs]),
         ("yunet", "box:synthetic"): fit_box_map(det_boxes, [r.bbox for _, r in pairs]),
-        ("landmarks", "box:synthetic"): fit_box_map([landmark_box(r.landmarks) for r in train], [r.bbox for r in train]),
+        ("landmarks", "box:synthetic"): fit_box_map(
+            [landmark_box(r.landmarks) for r in train], [r.bbox for r in train]
+        ),
     }
     print(f"calibration: {len(pairs)}/{len(train)} training faces detected ({time.perf_counter() - t0:.0f} s)")
     for key, m in maps.items():

@@ -39,7 +39,9 @@ def mean_face(input_size: int, scale: float) -> np.ndarray:
     return ((pts - 0.5) * scale + 0.5) * input_size
 
 
-def simulate(nme: float, input_size: int, stride: int, scale: float, faces: int, rng: np.random.Generator) -> dict[str, float]:
+def simulate(
+    nme: float, input_size: int, stride: int, scale: float, faces: int, rng: np.random.Generator
+) -> dict[str, float]:
     face = mean_face(input_size, scale)
     io = float(np.linalg.norm(face[EYES[0]] - face[EYES[1]]))
     # Rayleigh: the mean norm of an isotropic 2-D Gaussian is sigma * sqrt(pi / 2).
@@ -55,21 +57,36 @@ def simulate(nme: float, input_size: int, stride: int, scale: float, faces: int,
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--nme", type=float, default=4.31, help="full-model NME (%%) the errors are calibrated to (paper: HIH_C 1-stack WFLW)")
+    p.add_argument(
+        "--nme",
+        type=float,
+        default=4.31,
+        help="full-model NME (%%) the errors are calibrated to (paper: HIH_C 1-stack WFLW)",
+    )
     p.add_argument("--integer-only", type=float, default=4.90, help="the paper's Table 7 integer-only NME (%%)")
     p.add_argument("--input-size", type=int, default=256)
     p.add_argument("--stride", type=int, default=4)
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.8, 1.2], help="face size in the crop relative to the mean face")
+    p.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.8, 1.2],
+        help="face size in the crop relative to the mean face",
+    )
     p.add_argument("--samples", type=int, default=4000, help="faces per scale (98 landmarks each)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
 
     gap = args.integer_only - args.nme
-    print(f"paper: integer-only {args.integer_only:.2f} / full {args.nme:.2f} = {args.integer_only / args.nme:.3f}, gap {gap:.2f} NME")
+    print(
+        f"paper: integer-only {args.integer_only:.2f} / full {args.nme:.2f} = {args.integer_only / args.nme:.3f}, gap {gap:.2f} NME"
+    )
     print(f"{args.samples} faces x 98 landmarks per row; stride {args.stride} at {args.input_size} px\n")
-    print("| face scale | inter-ocular (px) | sigma (px) | full NME (check) | integer only, corner | ratio | share of gap "
-          "| integer only, centre | ratio | share of gap | constant half-cell shift | ratio |")
+    print(
+        "| face scale | inter-ocular (px) | sigma (px) | full NME (check) | integer only, corner | ratio | share of gap "
+        "| integer only, centre | ratio | share of gap | constant half-cell shift | ratio |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for scale in args.scales:
         r = simulate(args.nme, args.input_size, args.stride, scale, args.samples, rng)

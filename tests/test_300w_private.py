@@ -56,7 +56,9 @@ def test_hydra_data_300w_test_split_private(tmp_path):
     _write_official_layout(tmp_path / "300W", per_folder=3)  # <data_dir>/300W/300W/01_Indoor/...
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("train", overrides=["data=300w", "data.datamodule.test_split=private", f"paths.data_dir={tmp_path}"])
+        cfg = compose(
+            "train", overrides=["data=300w", "data.datamodule.test_split=private", f"paths.data_dir={tmp_path}"]
+        )
     dm = instantiate(cfg.data.datamodule, num_workers=0, _convert_="all")
     dm.setup("test")
     assert len(dm.test_set) == 6

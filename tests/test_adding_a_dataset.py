@@ -16,7 +16,6 @@ from hih.data.datasets import DatasetInfo, dataset_names, get_dataset, get_layou
 from hih.data.datasets.face5 import HEADER
 from hih.data.synthetic import ensure_synthetic
 from hih.pipeline import compose, train
-
 from tiny import N_TEST, N_TRAIN  # noqa: E402  (tests/tiny.py)
 
 #: The WFLW points that are face5's: pupils, nose tip, mouth corners.
@@ -90,9 +89,20 @@ def test_a_throwaway_dataset_is_seen_everywhere(data_dir):
 def test_trains_end_to_end_with_hih_train(data_dir, tmp_path):
     run = tmp_path / "run"
     overrides = [
-        "~experiment", "data=face5", f"paths.data_dir={data_dir}", "data.input_size=64", "data.heatmap_size=16",
-        "data.datamodule.batch_size=8", "data.datamodule.num_workers=0", "model=hih_l", "model.channels=16",
-        "model.head_width=16", "model.decimal_size=4", "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "plot_samples=2",
+        "~experiment",
+        "data=face5",
+        f"paths.data_dir={data_dir}",
+        "data.input_size=64",
+        "data.heatmap_size=16",
+        "data.datamodule.batch_size=8",
+        "data.datamodule.num_workers=0",
+        "model=hih_l",
+        "model.channels=16",
+        "model.head_width=16",
+        "model.decimal_size=4",
+        "trainer.max_epochs=1",
+        "trainer.log_every_n_steps=1",
+        "plot_samples=2",
         "logger=csv",
     ]
     metrics = train(compose("train", overrides, output_dir=run))

@@ -14,7 +14,6 @@ from hih.data.synthetic import ensure_synthetic
 from hih.methods import build_codec, build_net, compute_losses, get_method, head_output, method_names, register
 from hih.models import ModelOutput
 from hih.pipeline import compose, train
-
 from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
 
 S, H = 64, 16
@@ -22,7 +21,7 @@ S, H = 64, 16
 
 def test_registered_on_first_use_and_ideal_decode_is_exact():
     method = get_method("local_offset")  # imports hih.methods.local_offset
-    assert "local_offset" in method_names() 
+    assert "local_offset" in method_names()
     assert head_output("local_offset") is method and not method.head_is_heatmap
     codec = build_codec("local_offset", input_size=S, heatmap_size=H)
     x = torch.rand(3, 7, 2, dtype=torch.float64) * (S - 1)

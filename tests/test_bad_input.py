@@ -15,15 +15,20 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hih.checkpoints import CheckpointMismatchError, load_weights
 from hih.data.datamodule import FaceDataModule
 from hih.data.dataset import FaceDataset
-from hih.data.datasets import get_layout
-from hih.data.datasets import read_dataset
+from hih.data.datasets import get_layout, read_dataset
 from hih.data.records import FaceRecord, ImageLoadError, load_image
 from hih.data.synthetic import ensure_synthetic
 from hih.inference import read_boxes
 from hih.pipeline import compose
 from hih.rundir import RunDirExistsError, check_run_dir
 
-TINY = ["data.input_size=64", "data.heatmap_size=16", "model.channels=16", "model.head_width=16", "model.decimal_size=4"]
+TINY = [
+    "data.input_size=64",
+    "data.heatmap_size=16",
+    "model.channels=16",
+    "model.head_width=16",
+    "model.decimal_size=4",
+]
 
 
 def _show(err: pytest.ExceptionInfo) -> str:
@@ -50,7 +55,9 @@ def test_missing_data_root(tmp_path):
     dm = FaceDataModule(dataset="wflw", root=tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError) as err:
         dm.prepare_data()
-    assert "wflw dataset root" in _show(err) and "nowhere" in str(err.value) and "data.datamodule.root=" in str(err.value)
+    assert (
+        "wflw dataset root" in _show(err) and "nowhere" in str(err.value) and "data.datamodule.root=" in str(err.value)
+    )
 
 
 def test_missing_annotation_list(tmp_path, synthetic):
@@ -140,7 +147,9 @@ def test_checkpoint_with_other_shapes(tmp_path):
     torch.save({"state_dict": _module(tmp_path, "model.channels=24").state_dict()}, ckpt)
     with pytest.raises(CheckpointMismatchError) as err:
         load_weights(_module(tmp_path), ckpt)
-    assert "shape mismatches: net.backbone" in _show(err) and "checkpoint (6, 3, 7, 7) vs model (4, 3, 7, 7)" in str(err.value)
+    assert "shape mismatches: net.backbone" in _show(err) and "checkpoint (6, 3, 7, 7) vs model (4, 3, 7, 7)" in str(
+        err.value
+    )
 
 
 def test_corrupt_checkpoint(tmp_path):

@@ -305,7 +305,18 @@ def test_border_and_outside_landmarks(name):
     codec = build_codec(name, input_size=IN, heatmap_size=HM)
     nan, inf = float("nan"), float("inf")
     x = torch.tensor(
-        [[[0.0, 0.0], [IN - 1e-3, 10.0], [IN, 10.0], [-5.0, 30.0], [IN + 10.0, IN + 10.0], [nan, 3.0], [inf, -inf], [10.0, 10.0]]]
+        [
+            [
+                [0.0, 0.0],
+                [IN - 1e-3, 10.0],
+                [IN, 10.0],
+                [-5.0, 30.0],
+                [IN + 10.0, IN + 10.0],
+                [nan, 3.0],
+                [inf, -inf],
+                [10.0, 10.0],
+            ]
+        ]
     )
     t = codec.encode(x)
     for key, value in t.items():

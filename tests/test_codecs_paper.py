@@ -101,14 +101,18 @@ def test_cell_baseline_decodes_to_the_authors_pixel_centre(landmarks):
     codec = HeatmapCodec(INPUT, SIZE, SIGMA, decoder="argmax", anchor="centre", integer_target="cell")
     out = codec.decode(codec.encode(landmarks)).reshape(-1, 2).double().numpy()
     pts = landmarks.reshape(-1, 2).double().numpy()
-    ref = np.array([[(authors_baseline_cell(x) + 0.5) * STRIDE, (authors_baseline_cell(y) + 0.5) * STRIDE] for x, y in pts])
+    ref = np.array(
+        [[(authors_baseline_cell(x) + 0.5) * STRIDE, (authors_baseline_cell(y) + 0.5) * STRIDE] for x, y in pts]
+    )
     np.testing.assert_allclose(out, ref, atol=1e-5)
     assert np.abs(out - pts).max() <= STRIDE / 2 + 1e-4  # the nearest cell centre
 
 
 @pytest.mark.parametrize("d", [4, 8, 16])
 def test_round_decimal_quantizer_matches_reference(d, landmarks):
-    codec = HIHCodec(INPUT, SIZE, SIGMA, decimal_size=d, decimal_sigma=DEC_SIGMA, integer_target="cell", decimal_quantizer="round")
+    codec = HIHCodec(
+        INPUT, SIZE, SIGMA, decimal_size=d, decimal_sigma=DEC_SIGMA, integer_target="cell", decimal_quantizer="round"
+    )
     targets = codec.encode(landmarks)
     pts = landmarks.reshape(-1, 2).double().numpy()
     ref = [(authors_hih(x, d), authors_hih(y, d)) for x, y in pts]

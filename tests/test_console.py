@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from hih.data.synthetic import ensure_synthetic
-
 from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
 
 BIN = Path(sys.executable).parent
@@ -31,7 +30,11 @@ def test_tiny_train_console_is_clean(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run(
         [BIN / "hih-train", *tiny(data), SUMMARY, f"hydra.run.dir={run}"],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
@@ -48,15 +51,26 @@ def test_tiny_train_console_is_clean(tmp_path):
 
 @pytest.mark.slow  # two console-script subprocesses
 def test_missing_dataset_folder_is_one_message_without_traceback(tmp_path):
-    cmd = [BIN / "hih-train", "experiment=paper/wflw", "trainer=cpu", f"paths.data_dir={tmp_path / 'nowhere'}",
-           f"hydra.run.dir={tmp_path / 'run'}"]
+    cmd = [
+        BIN / "hih-train",
+        "experiment=paper/wflw",
+        "trainer=cpu",
+        f"paths.data_dir={tmp_path / 'nowhere'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"Error: wflw dataset root {tmp_path / 'nowhere'}")
     assert "Error: wflw dataset root" in (tmp_path / "run" / "train.log").read_text()
 
-    full = subprocess.run([*cmd[:-1], f"hydra.run.dir={tmp_path / 'run2'}"], cwd=tmp_path,
-                          env=_env(HYDRA_FULL_ERROR="1"), capture_output=True, text=True, timeout=300)
+    full = subprocess.run(
+        [*cmd[:-1], f"hydra.run.dir={tmp_path / 'run2'}"],
+        cwd=tmp_path,
+        env=_env(HYDRA_FULL_ERROR="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert full.returncode == 1
     assert "Traceback" in full.stderr and "FileNotFoundError: wflw dataset root" in full.stderr

@@ -10,11 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from hih.data.crop_cache import CACHE_VERSION, DATA, INDEX, MANIFEST, CropCache, CropSettings, _decode, ensure_crop_cache, make_crop, problem
+from hih.data.crop_cache import (
+    CACHE_VERSION,
+    DATA,
+    INDEX,
+    MANIFEST,
+    CropCache,
+    CropSettings,
+    _decode,
+    ensure_crop_cache,
+    make_crop,
+    problem,
+)
 from hih.data.dataset import FaceDataset
-from hih.data.geometry import apply_affine
 from hih.data.datasets import get_layout, read_dataset
 from hih.data.datasets.synthetic_photos import ensure_synthetic_photos
+from hih.data.geometry import apply_affine
 from hih.data.transforms import AugmentConfig, denormalize
 
 S = 64
@@ -24,8 +35,9 @@ LAYOUT = get_layout("wflw")
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos") / "synthetic_photos"
-    ensure_synthetic_photos(root, n_train=4, n_test=2, seed=1, photo_size=(120, 160), iod_range=(8.0, 40.0),
-                            progress=False, workers=1)
+    ensure_synthetic_photos(
+        root, n_train=4, n_test=2, seed=1, photo_size=(120, 160), iod_range=(8.0, 40.0), progress=False, workers=1
+    )
     return root
 
 
@@ -35,7 +47,9 @@ def _records(root, split="train"):
 
 def _cached(records, cache_dir, train, **kw):
     plain = FaceDataset(records, LAYOUT, S, train=train, **kw)
-    cache = ensure_crop_cache(records, plain.crop_settings(), cache_dir, "synthetic_photos", "train", workers=1, progress=False)
+    cache = ensure_crop_cache(
+        records, plain.crop_settings(), cache_dir, "synthetic_photos", "train", workers=1, progress=False
+    )
     return plain, FaceDataset(records, LAYOUT, S, train=train, crops=cache, **kw), cache
 
 
@@ -59,8 +73,16 @@ def test_training_crops_match_the_full_photo(photos, tmp_path):
 def test_rotation_reaching_the_margin_stays_inside_the_crop(photos, tmp_path):
     """Every flip / rotation / jitter drawn at its extreme: the cached crop still holds what the input shows."""
     records = _records(photos)
-    aug = {"rotation_prob": 1.0, "max_rotation": 30.0, "scale_jitter": 0.05, "shift_jitter": 0.05, "occlusion_prob": 0.0,
-           "blur_prob": 0.0, "color_prob": 0.0, "border": "replicate"}
+    aug = {
+        "rotation_prob": 1.0,
+        "max_rotation": 30.0,
+        "scale_jitter": 0.05,
+        "shift_jitter": 0.05,
+        "occlusion_prob": 0.0,
+        "blur_prob": 0.0,
+        "color_prob": 0.0,
+        "border": "replicate",
+    }
     plain, cached, _ = _cached(records, tmp_path, train=True, aug=aug)
     for i in range(len(records)):
         for epoch in range(4):
@@ -101,11 +123,14 @@ def test_evaluation_crops_and_nme_equal_the_full_photo(photos, tmp_path):
 def test_evaluation_crops_of_a_small_input_are_exact_too(tmp_path):
     # 16 px from faces of 40+ px inter-ocular: a reduced (draft) JPEG decode would serve them, and shift the NME.
     root = tmp_path / "big_faces"
-    ensure_synthetic_photos(root, n_train=1, n_test=2, seed=2, photo_size=(200, 240), iod_range=(40.0, 60.0),
-                            progress=False, workers=1)
+    ensure_synthetic_photos(
+        root, n_train=1, n_test=2, seed=2, photo_size=(200, 240), iod_range=(40.0, 60.0), progress=False, workers=1
+    )
     records = _records(root, "test")
     plain = FaceDataset(records, LAYOUT, 16, train=False)
-    cache = ensure_crop_cache(records, plain.crop_settings(), tmp_path, "synthetic_photos", "test", workers=1, progress=False)
+    cache = ensure_crop_cache(
+        records, plain.crop_settings(), tmp_path, "synthetic_photos", "test", workers=1, progress=False
+    )
     cached = FaceDataset(records, LAYOUT, 16, train=False, crops=cache)
     for i in range(len(records)):
         assert torch.equal(cached[i]["image"], plain[i]["image"])
@@ -118,17 +143,25 @@ def test_a_cache_built_for_evaluation_does_not_serve_training(photos, tmp_path):
         FaceDataset(records, LAYOUT, S, train=True, crops=eval_cache)
     # and another input size is another cache
     other = FaceDataset(records, LAYOUT, 2 * S, train=False)
-    cache2 = ensure_crop_cache(records, other.crop_settings(), tmp_path, "synthetic_photos", "train", workers=1, progress=False)
+    cache2 = ensure_crop_cache(
+        records, other.crop_settings(), tmp_path, "synthetic_photos", "train", workers=1, progress=False
+    )
     assert cache2.folder != eval_cache.folder and cache2.built
 
 
 def test_jpeg_format_reads_back_close(photos, tmp_path):
     records = _records(photos)
     plain = FaceDataset(records, LAYOUT, S, train=True)
-    cache = ensure_crop_cache(records, plain.crop_settings(), tmp_path, "synthetic_photos", "train", fmt="jpeg", workers=1, progress=False)
+    cache = ensure_crop_cache(
+        records, plain.crop_settings(), tmp_path, "synthetic_photos", "train", fmt="jpeg", workers=1, progress=False
+    )
     cached = FaceDataset(records, LAYOUT, S, train=True, crops=cache)
-    diff = np.mean([(_grey_levels(plain.get(i)["image"]) - _grey_levels(cached.get(i)["image"])).abs().mean().item()
-                    for i in range(len(records))])
+    diff = np.mean(
+        [
+            (_grey_levels(plain.get(i)["image"]) - _grey_levels(cached.get(i)["image"])).abs().mean().item()
+            for i in range(len(records))
+        ]
+    )
     assert diff < 3.0
 
 
@@ -169,7 +202,7 @@ def test_damaged_or_outdated_cache_is_rebuilt(photos, tmp_path):
 
     raw = bytearray(data.read_bytes())
     middle = len(raw) // 2
-    raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])  # the full checksum sees this
+    raw[middle : middle + 64] = bytes(b ^ 0xFF for b in raw[middle : middle + 64])  # the full checksum sees this
     data.write_bytes(bytes(raw))
     assert not CropCache(folder).verify()
     raw[:64] = bytes(64)  # overwritten in place, same size
@@ -231,8 +264,18 @@ def test_two_processes_building_at_once_build_once(photos, tmp_path):
 def test_datamodule_reads_through_the_cache(photos, tmp_path):
     from hih.data import FaceDataModule
 
-    kw = dict(root=photos, input_size=S, batch_size=4, num_workers=0, val_fraction=0.25, n_photos=4, n_test_photos=2,
-              photos_seed=1, photo_size=(120, 160), iod_range=(8.0, 40.0))
+    kw = dict(
+        root=photos,
+        input_size=S,
+        batch_size=4,
+        num_workers=0,
+        val_fraction=0.25,
+        n_photos=4,
+        n_test_photos=2,
+        photos_seed=1,
+        photo_size=(120, 160),
+        iod_range=(8.0, 40.0),
+    )
     dm = FaceDataModule("synthetic_photos", cache=True, cache_dir=tmp_path, **kw)
     ref = FaceDataModule("synthetic_photos", cache=False, **kw)
     for m in (dm, ref):

@@ -9,9 +9,8 @@ import pytest
 
 from hih.data.datamodule import FaceDataModule
 from hih.data.dataset import FaceDataset
+from hih.data.datasets import get_layout, read_dataset
 from hih.data.geometry import apply_affine, crop_matrix, landmark_box
-from hih.data.datasets import get_layout
-from hih.data.datasets import read_dataset
 from hih.data.records import FaceRecord
 
 S = 64
@@ -55,7 +54,9 @@ def test_landmarks_crop_centres_on_the_landmarks_whatever_the_box(record, train)
 
 
 def test_datamodule_passes_crop_from(record, tmp_path):
-    dm = FaceDataModule(dataset="synthetic", root=tmp_path, input_size=S, crop_from="landmarks", crop_scale=1.2, num_workers=0)
+    dm = FaceDataModule(
+        dataset="synthetic", root=tmp_path, input_size=S, crop_from="landmarks", crop_scale=1.2, num_workers=0
+    )
     ds = dm._dataset([record], train=False)
     assert ds.crop_from == "landmarks"
     assert FaceDataModule(dataset="synthetic", root=tmp_path).crop_from == "box"  # today's default

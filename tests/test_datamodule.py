@@ -11,8 +11,7 @@ from torch.utils.data import DataLoader
 
 from hih.data.datamodule import FaceDataModule
 from hih.data.dataset import EpochSampler, FaceDataset
-from hih.data.datasets import get_layout
-from hih.data.datasets import read_dataset
+from hih.data.datasets import get_layout, read_dataset
 from hih.data.records import FaceRecord
 
 S = 64
@@ -106,8 +105,9 @@ def test_worker_count_does_not_change_batches(train_records) -> None:
 
     def epochs(num_workers: int) -> list[list[dict]]:
         sampler = EpochSampler(ds, seed=3, num_replicas=1, rank=0)
-        loader = DataLoader(ds, batch_size=3, sampler=sampler, num_workers=num_workers,
-                            persistent_workers=num_workers > 0)
+        loader = DataLoader(
+            ds, batch_size=3, sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0
+        )
         out = []
         for epoch in (0, 1):
             sampler.set_epoch(epoch)  # persistent workers must still see the new epoch
@@ -126,8 +126,17 @@ def test_worker_count_does_not_change_batches(train_records) -> None:
 
 
 def test_datamodule_batches_and_subset_loaders(synth_root) -> None:
-    dm = FaceDataModule(dataset="synthetic", root=synth_root, input_size=S, batch_size=4, eval_batch_size=3,
-                        num_workers=0, n_train=16, n_test=8, val_fraction=0.25)
+    dm = FaceDataModule(
+        dataset="synthetic",
+        root=synth_root,
+        input_size=S,
+        batch_size=4,
+        eval_batch_size=3,
+        num_workers=0,
+        n_train=16,
+        n_test=8,
+        val_fraction=0.25,
+    )
     assert dm.layout.name == "wflw" and dm.num_landmarks == 98
     assert dm.subset_names == ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
     dm.prepare_data()
@@ -147,8 +156,16 @@ def test_datamodule_batches_and_subset_loaders(synth_root) -> None:
     vb = next(iter(dm.val_dataloader()))
     assert vb["image"].shape == (3, 3, S, S)
     # the held-out faces are the same for another run (other augmentation seed)
-    dm2 = FaceDataModule(dataset="synthetic", root=synth_root, input_size=S, n_train=16, n_test=8,
-                         val_fraction=0.25, seed=9, num_workers=0)
+    dm2 = FaceDataModule(
+        dataset="synthetic",
+        root=synth_root,
+        input_size=S,
+        n_train=16,
+        n_test=8,
+        val_fraction=0.25,
+        seed=9,
+        num_workers=0,
+    )
     dm2.setup("fit")
     assert [r.image_path for r in dm2.val_set.records] == [r.image_path for r in dm.val_set.records]
 
@@ -160,8 +177,9 @@ def test_datamodule_batches_and_subset_loaders(synth_root) -> None:
 
 
 def test_validation_on_test_split_when_no_holdout(synth_root) -> None:
-    dm = FaceDataModule(dataset="synthetic", root=synth_root, input_size=S, n_train=16, n_test=8,
-                        val_fraction=0.0, num_workers=0)
+    dm = FaceDataModule(
+        dataset="synthetic", root=synth_root, input_size=S, n_train=16, n_test=8, val_fraction=0.0, num_workers=0
+    )
     dm.setup("fit")
     assert len(dm.train_set) == 16 and dm.val_set is dm.test_set and len(dm.val_set) == 8
 
@@ -195,17 +213,35 @@ def test_lightning_trainer_sets_the_epoch(synth_root) -> None:
 
         def training_step(self, batch, _):
             seen.setdefault(self.current_epoch, []).append(
-                torch.stack([batch["index"].float(), batch["image"].flatten(1).sum(1)], 1))
+                torch.stack([batch["index"].float(), batch["image"].flatten(1).sum(1)], 1)
+            )
             return (self.w * batch["image"].mean()).sum()
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
-    dm = FaceDataModule(dataset="synthetic", root=synth_root, input_size=32, batch_size=4, num_workers=0,
-                        n_train=16, n_test=8, val_fraction=0.0, seed=1)
-    trainer = L.Trainer(max_epochs=2, limit_train_batches=1, limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        accelerator="cpu", devices=1)
+    dm = FaceDataModule(
+        dataset="synthetic",
+        root=synth_root,
+        input_size=32,
+        batch_size=4,
+        num_workers=0,
+        n_train=16,
+        n_test=8,
+        val_fraction=0.0,
+        seed=1,
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(Probe(), datamodule=dm)
     assert set(seen) == {0, 1}
     for epoch, rows in seen.items():

@@ -18,9 +18,17 @@ from hih.data.dataset import ShardSampler
 
 VENV_BIN = Path(sys.executable).parent
 TINY = [
-    "data.input_size=64", "data.heatmap_size=16", "model.channels=16", "model.head_width=16",
-    "data.datamodule.n_train=24", "data.datamodule.n_test=13", "data.datamodule.batch_size=4",
-    "data.datamodule.num_workers=0", "data.datamodule.val_fraction=0.25", "plot_samples=2", "logger=csv",
+    "data.input_size=64",
+    "data.heatmap_size=16",
+    "model.channels=16",
+    "model.head_width=16",
+    "data.datamodule.n_train=24",
+    "data.datamodule.n_test=13",
+    "data.datamodule.batch_size=4",
+    "data.datamodule.num_workers=0",
+    "data.datamodule.val_fraction=0.25",
+    "plot_samples=2",
+    "logger=csv",
     # FR/AUC at 100 % of the inter-ocular distance: an untrained net's errors straddle it, so FR and
     # AUC are not trivially 100 / 0 and a duplicated face would show in them too.
     "module.metric_threshold=1.0",
@@ -43,12 +51,23 @@ def test_shard_sampler_needs_a_face_per_process():
 def test_eval_loaders_use_the_unpadded_sampler(tmp_path):
     from hih.data import FaceDataModule
 
-    dm = FaceDataModule("synthetic", tmp_path / "syn", input_size=32, n_train=8, n_test=5, batch_size=2, num_workers=0, val_fraction=0.25)
+    dm = FaceDataModule(
+        "synthetic",
+        tmp_path / "syn",
+        input_size=32,
+        n_train=8,
+        n_test=5,
+        batch_size=2,
+        num_workers=0,
+        val_fraction=0.25,
+    )
     dm.setup("fit")
     dm.setup("test")
     for loader in (dm.val_dataloader(), dm.test_dataloader()):
         # A DistributedSampler: Lightning's use_distributed_sampler leaves it in place under DDP.
-        assert isinstance(loader.sampler, ShardSampler) and isinstance(loader.sampler, torch.utils.data.DistributedSampler)
+        assert isinstance(loader.sampler, ShardSampler) and isinstance(
+            loader.sampler, torch.utils.data.DistributedSampler
+        )
     assert [int(i) for b in dm.test_dataloader() for i in b["index"]] == list(range(5))
 
 
@@ -73,4 +92,3 @@ def test_ddp_test_metrics_equal_single_process(tmp_path):
     assert {"test/nme", "test/fr_100", "test/auc_100", "test/nme_integer", "test/nme/pose"} <= set(single)
     assert 0.0 < single["test/fr_100"] < 100.0, "threshold gives a trivial FR; the check would be weak"
     assert ddp == single  # exactly, every key: full set, subsets, integer-only
-

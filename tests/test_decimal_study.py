@@ -44,8 +44,9 @@ def test_each_model_composes_with_the_studys_settings(run, tmp_path):
         assert cfg.model.codec.decimal_quantizer == "round"
 
 
-def _job(root: Path, num: int, run: str, model: dict, csv_rows: list[str] | None, metrics: dict | None,
-         status: dict) -> None:
+def _job(
+    root: Path, num: int, run: str, model: dict, csv_rows: list[str] | None, metrics: dict | None, status: dict
+) -> None:
     job = root / str(num)
     (job / ".hydra").mkdir(parents=True)
     config = {"model": model, "labels": {"integer_target": "cell", "decimal_quantizer": "round"}}
@@ -66,16 +67,42 @@ DONE = {"status": "completed", "started": "2026-01-01T10:00:00", "ended": "2026-
 def multirun(tmp_path):
     root = tmp_path / "multirun"
     head = "epoch,step,train/loss,val/nme,val/nme_integer,val/decimal_acc,val/decimal_gain"
-    _job(root, 0, "baseline", {"name": "baseline", "loss": {"heatmap": 1.0}},
-         ["epoch,step,train/loss,val/nme", "0,9,0.5,", "0,99,,12.0", "1,199,,10.0"],
-         {"test/nme": 9.0, "test/nme/pose": 15.0}, DONE)
-    _job(root, 1, "hih_c_w1", {"name": "hih_c", "decimal_size": 4, "loss": {"heatmap": 1.0, "head": 1.0}},
-         [head, "0,99,,11.0,11.5,0.0625,0.5", "1,199,,9.0,10.5,0.3125,1.5"],
-         {"test/nme": 8.0, "test/nme_integer": 9.5, "test/decimal_acc": 0.125, "test/decimal_gain": 1.5}, DONE)
-    _job(root, 2, "baseline_seed1", {"name": "baseline"}, ["epoch,step,val/nme", "0,99,13.0", "1,199,11.0"],
-         {"test/nme": 9.4}, DONE)
-    _job(root, 3, "wov_w1", {"name": "wov", "loss": {"head": 1.0}}, None, None,
-         {"status": "failed", "error": "RuntimeError: boom", "started": "2026-01-01T10:00:00"})
+    _job(
+        root,
+        0,
+        "baseline",
+        {"name": "baseline", "loss": {"heatmap": 1.0}},
+        ["epoch,step,train/loss,val/nme", "0,9,0.5,", "0,99,,12.0", "1,199,,10.0"],
+        {"test/nme": 9.0, "test/nme/pose": 15.0},
+        DONE,
+    )
+    _job(
+        root,
+        1,
+        "hih_c_w1",
+        {"name": "hih_c", "decimal_size": 4, "loss": {"heatmap": 1.0, "head": 1.0}},
+        [head, "0,99,,11.0,11.5,0.0625,0.5", "1,199,,9.0,10.5,0.3125,1.5"],
+        {"test/nme": 8.0, "test/nme_integer": 9.5, "test/decimal_acc": 0.125, "test/decimal_gain": 1.5},
+        DONE,
+    )
+    _job(
+        root,
+        2,
+        "baseline_seed1",
+        {"name": "baseline"},
+        ["epoch,step,val/nme", "0,99,13.0", "1,199,11.0"],
+        {"test/nme": 9.4},
+        DONE,
+    )
+    _job(
+        root,
+        3,
+        "wov_w1",
+        {"name": "wov", "loss": {"head": 1.0}},
+        None,
+        None,
+        {"status": "failed", "error": "RuntimeError: boom", "started": "2026-01-01T10:00:00"},
+    )
     return root
 
 
@@ -141,10 +168,23 @@ def test_a_tiny_study_runs_and_reads_back(tmp_path):
     import sys
 
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "hih.cli.train", "-m", "sweep=decimal_study", "+sweep/decimal_study=baseline,hih_c_w1",
-           *tiny(tmp_path / "data", "data.datamodule.persistent_workers=false", "trainer.max_epochs=-1",
-                 "trainer.max_steps=4", "trainer.val_check_interval=2", "plot_samples=0"),
-           f"hydra.sweep.dir={sweep}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hih.cli.train",
+        "-m",
+        "sweep=decimal_study",
+        "+sweep/decimal_study=baseline,hih_c_w1",
+        *tiny(
+            tmp_path / "data",
+            "data.datamodule.persistent_workers=false",
+            "trainer.max_epochs=-1",
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=2",
+            "plot_samples=0",
+        ),
+        f"hydra.sweep.dir={sweep}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -100,7 +100,9 @@ def test_boxes_files_hold_several_faces_per_image(tmp_path):
     assert [b.tolist() for b in boxes["a.jpg"]] == [[1, 2, 30, 40], [50, 2, 90, 40]] and len(boxes["b.jpg"]) == 1
     js = tmp_path / "b.json"
     js.write_text(json.dumps({"a.jpg": [[1, 2, 30, 40], [50, 2, 90, 40]], "b.jpg": [0, 0, 5, 5]}))
-    assert {k: [b.tolist() for b in v] for k, v in read_boxes(js).items()} == {k: [b.tolist() for b in v] for k, v in boxes.items()}
+    assert {k: [b.tolist() for b in v] for k, v in read_boxes(js).items()} == {
+        k: [b.tolist() for b in v] for k, v in boxes.items()
+    }
     js.write_text(json.dumps({"a.jpg": [[1, 2, 30, 40], [50, 2, 9, 40]]}))
     with pytest.raises(ValueError, match=r"image 'a.jpg', box 1: expected a box x0 y0 x1 y1 with x1 > x0"):
         read_boxes(js)

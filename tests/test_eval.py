@@ -32,8 +32,14 @@ from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
 def run_cli(script: str, overrides: list[str]) -> subprocess.CompletedProcess:
     # One thread, as in-process tests use: the same float order, so metrics compare exactly.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    proc = subprocess.run([str(BIN / script), *overrides], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        [str(BIN / script), *overrides],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 
@@ -108,7 +114,9 @@ def test_eval_cli_reproduces_the_training_metrics(trained, tmp_path, monkeypatch
     # The hih-eval console script's own entry point (a Hydra app), in-process to spare a Python start.
     run, overrides, _ = trained
     out = tmp_path / "eval"
-    monkeypatch.setattr(sys, "argv", ["hih-eval", *overrides, f"ckpt_path={best_checkpoint(run)}", f"hydra.run.dir={out}"])
+    monkeypatch.setattr(
+        sys, "argv", ["hih-eval", *overrides, f"ckpt_path={best_checkpoint(run)}", f"hydra.run.dir={out}"]
+    )
     eval_cli.main()
     expected = metrics_of(run)
     assert set(metrics_of(out)) == set(expected)
@@ -236,7 +244,10 @@ def test_eval_predict_and_export_need_only_the_checkpoint(trained, tmp_path):
     images.mkdir()
     for path in sorted((Path(data_dir.split("=", 1)[1]) / "synthetic" / "WFLW_images").rglob("*.jpg"))[:2]:
         (images / path.name).write_bytes(path.read_bytes())
-    run_cli("hih-predict", [f"ckpt_path={ckpt}", f"input={images}", "detector=none", f"hydra.run.dir={tmp_path / 'predict'}"])
+    run_cli(
+        "hih-predict",
+        [f"ckpt_path={ckpt}", f"input={images}", "detector=none", f"hydra.run.dir={tmp_path / 'predict'}"],
+    )
     predictions = json.loads((tmp_path / "predict" / "predictions.json").read_text())
     assert len(predictions["faces"]) == 2 and all(len(p["landmarks"]) == 98 for p in predictions["faces"])
 
@@ -248,8 +259,16 @@ def test_eval_on_another_dataset_with_the_same_landmarks(trained, tmp_path):
     # The synthetic faces are written in the WFLW format: data=wflw reads them with the WFLW reader.
     run, overrides, _ = trained
     data_dir = Path(next(o for o in overrides if o.startswith("paths.data_dir=")).split("=", 1)[1])
-    cfg = compose("eval", [f"ckpt_path={best_checkpoint(run)}", "data=wflw", f"data.datamodule.root={data_dir / 'synthetic'}",
-                           "data.datamodule.num_workers=0"], output_dir=tmp_path / "wflw")
+    cfg = compose(
+        "eval",
+        [
+            f"ckpt_path={best_checkpoint(run)}",
+            "data=wflw",
+            f"data.datamodule.root={data_dir / 'synthetic'}",
+            "data.datamodule.num_workers=0",
+        ],
+        output_dir=tmp_path / "wflw",
+    )
     metrics = evaluate(cfg)
     assert cfg.data.name == "wflw" and cfg.data.input_size == 64  # the composed data, the checkpoint's geometry
     assert metrics == pytest.approx(metrics_of(run), rel=0, abs=1e-4)

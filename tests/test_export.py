@@ -10,12 +10,25 @@ TINY = ["data.input_size=64", "data.heatmap_size=16", "model.channels=16", "mode
 DECIMAL = {"hih_c", "hih_t", "hih_l"}  # only decimal methods have a decimal_size
 
 
-@pytest.mark.parametrize("model,dynamo", [("hih_c", False), ("hih_l", False), ("wov", False), pytest.param("hih_c", True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "model,dynamo",
+    [("hih_c", False), ("hih_l", False), ("wov", False), pytest.param("hih_c", True, marks=pytest.mark.slow)],
+)
 def test_onnx_round_trip_within_1e4(tmp_path, model, dynamo):
     onnx = pytest.importorskip("onnx")
     from hih.cli.export import export
 
-    cfg = compose("export", [*TINY, f"model={model}", *(["model.decimal_size=4"] if model in DECIMAL else []), f"dynamo={str(dynamo).lower()}", "check_batch_sizes=[1,3]"], output_dir=tmp_path)
+    cfg = compose(
+        "export",
+        [
+            *TINY,
+            f"model={model}",
+            *(["model.decimal_size=4"] if model in DECIMAL else []),
+            f"dynamo={str(dynamo).lower()}",
+            "check_batch_sizes=[1,3]",
+        ],
+        output_dir=tmp_path,
+    )
     diffs = export(cfg)
     path = tmp_path / f"{model}.onnx"
     onnx.checker.check_model(str(path))

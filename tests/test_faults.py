@@ -30,7 +30,12 @@ class RandomFaces(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[i], "landmarks": self.landmarks[i], "subsets": torch.zeros(0, dtype=torch.bool), "index": torch.tensor(i)}
+        return {
+            "image": self.images[i],
+            "landmarks": self.landmarks[i],
+            "subsets": torch.zeros(0, dtype=torch.bool),
+            "index": torch.tensor(i),
+        }
 
 
 class BreaksAt(FaceAlignmentModule):

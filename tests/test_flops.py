@@ -11,13 +11,18 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from hih.config import config_dir
 from hih.cli.flops import flops_record
-from hih.methods import method_names
 from hih.cli.flops import main as flops_main
+from hih.config import config_dir
+from hih.methods import method_names
 
-TINY = ["model.net.channels=16", "model.net.width=8", "data.num_landmarks=7", "data.input_size=64", "data.heatmap_size=16"]
-
+TINY = [
+    "model.net.channels=16",
+    "model.net.width=8",
+    "data.num_landmarks=7",
+    "data.input_size=64",
+    "data.heatmap_size=16",
+]
 
 
 def composed(overrides: list[str]):

@@ -44,8 +44,18 @@ def test_loss_on_one_batch_equals_the_hih_train_modules(tmp_path):
     module = gc.build_module(cfg)
 
     sizes = ["data.input_size=64", "data.heatmap_size=16", "model.channels=16", "model.head_width=16"]
-    ref_cfg = compose("train", ["experiment=paper/wflw", "model=hih_c", f"paths.data_dir={tmp_path / 'ref'}", "~logger", "trainer=default", *sizes],
-                      output_dir=tmp_path / "ref_run")
+    ref_cfg = compose(
+        "train",
+        [
+            "experiment=paper/wflw",
+            "model=hih_c",
+            f"paths.data_dir={tmp_path / 'ref'}",
+            "~logger",
+            "trainer=default",
+            *sizes,
+        ],
+        output_dir=tmp_path / "ref_run",
+    )
     torch.manual_seed(0)
     ref = build(ref_cfg, with_callbacks=False).module
     assert dict(module.loss_weights) == dict(ref.loss_weights)

@@ -24,7 +24,6 @@ from hih.data.targets import EncodedLoaders
 from hih.methods import get_method
 from hih.models import ModelOutput
 from hih.module import FaceAlignmentModule
-
 from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
 
 N, S, H = 40, 64, 16  # landmarks, input size, heatmap size (stride 4)
@@ -81,8 +80,14 @@ def _module(codec, faces: Faces, random_head: bool = False) -> FaceAlignmentModu
 
 
 def _trainer() -> L.Trainer:
-    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
 
 
 def _loader(faces: Faces) -> DataLoader:
@@ -102,7 +107,9 @@ def _quiet():
 
 
 def test_registry_names_each_heads_metric():
-    assert get_method("hih_c").head_metric.name == "decimal_acc" and get_method("hih_c").head_metric.gain == "decimal_gain"
+    assert (
+        get_method("hih_c").head_metric.name == "decimal_acc" and get_method("hih_c").head_metric.gain == "decimal_gain"
+    )
     assert get_method("hih_t").head_metric == get_method("hih_l").head_metric == get_method("hih_c").head_metric
     for name in ("wov", "wom", "local_offset"):
         assert get_method(name).head_metric.name == "offset_err" and get_method(name).head_metric.gain == "offset_gain"
@@ -141,8 +148,11 @@ def _local_offset_codec():
     return LocalOffsetCodec(S, H)
 
 
-@pytest.mark.parametrize("make_codec", [lambda: OffsetValueCodec(S, H), lambda: OffsetMapCodec(S, H), _local_offset_codec],
-                         ids=["wov", "wom", "local_offset"])
+@pytest.mark.parametrize(
+    "make_codec",
+    [lambda: OffsetValueCodec(S, H), lambda: OffsetMapCodec(S, H), _local_offset_codec],
+    ids=["wov", "wom", "local_offset"],
+)
 def test_offset_err_is_zero_on_targets_and_positive_on_random(make_codec):
     codec = make_codec()
     faces = Faces(32, seed=4)
@@ -153,7 +163,9 @@ def test_offset_err_is_zero_on_targets_and_positive_on_random(make_codec):
     ideal = _trainer().validate(_module(codec, faces), datamodule=_encoded(codec, faces), verbose=False)[0]
     assert ideal["val/offset_err"] == pytest.approx(0.0, abs=1e-6)
     assert ideal["val/offset_gain"] > 0  # the exact offset beats the cell centre
-    noisy = _trainer().test(_module(codec, faces, random_head=True), datamodule=_encoded(codec, faces), verbose=False)[0]
+    noisy = _trainer().test(_module(codec, faces, random_head=True), datamodule=_encoded(codec, faces), verbose=False)[
+        0
+    ]
     # Uniform offsets in [0, 1)^2 against uniform targets: E|a - b| = 0.5214 cells (2D), far from 0.
     assert 0.35 < noisy["test/offset_err"] < 0.7
     assert {"test/offset_err/pose", "test/offset_err/blur"} <= set(noisy)
@@ -175,11 +187,17 @@ def test_integer_only_nme_at_corner_and_centre_on_targets(codec):
     assert test["test/nme_integer_corner"] == pytest.approx(expected, rel=0.03)
     assert test["test/nme_integer"] == pytest.approx(expected / 2, rel=0.03)
     pose = faces.subsets[:, 0]
-    assert test["test/nme_integer_corner/pose"] == pytest.approx((CORNER * codec.stride / iod[pose] * 100).mean().item(), rel=0.05)
+    assert test["test/nme_integer_corner/pose"] == pytest.approx(
+        (CORNER * codec.stride / iod[pose] * 100).mean().item(), rel=0.05
+    )
     # FR / AUC against a direct per-face reference: the landmark minus its cell's corner.
-    per_face = (torch.linalg.vector_norm(lm - torch.floor(lm / codec.stride) * codec.stride, dim=-1).mean(1) / iod * 100).double()
+    per_face = (
+        torch.linalg.vector_norm(lm - torch.floor(lm / codec.stride) * codec.stride, dim=-1).mean(1) / iod * 100
+    ).double()
     assert test["test/fr_10_integer_corner"] == pytest.approx((per_face > 10).double().mean().item() * 100, abs=1e-4)
-    assert test["test/auc_10_integer_corner"] == pytest.approx((10 - per_face).clamp(min=0).mean().item() / 10, abs=1e-5)
+    assert test["test/auc_10_integer_corner"] == pytest.approx(
+        (10 - per_face).clamp(min=0).mean().item() / 10, abs=1e-5
+    )
     gain = codec.head_key and get_method("hih_c" if codec.head_key == "decimal" else "wov").head_metric.gain
     assert test[f"test/{gain}"] == pytest.approx(test["test/nme_integer"] - test["test/nme"], rel=1e-5)
     assert test[f"test/{gain}/pose"] == pytest.approx(test["test/nme_integer/pose"] - test["test/nme/pose"], rel=1e-5)
@@ -207,7 +225,9 @@ def test_tiny_hih_run_logs_head_metrics_per_validation(data_dir, tmp_path):
         assert all(r.get(key) not in (None, "") for r in val_rows), key
     for r in val_rows:
         assert 0.0 <= float(r["val/decimal_acc"]) <= 1.0
-        assert float(r["val/decimal_gain"]) == pytest.approx(float(r["val/nme_integer"]) - float(r["val/nme"]), abs=1e-4)
+        assert float(r["val/decimal_gain"]) == pytest.approx(
+            float(r["val/nme_integer"]) - float(r["val/nme"]), abs=1e-4
+        )
     train_rows = [r for r in rows if r.get("train/decimal_acc")]
     assert len(train_rows) == 2
     written = json.loads((run / "metrics.json").read_text())
@@ -219,12 +239,28 @@ def test_tiny_hih_run_logs_head_metrics_per_validation(data_dir, tmp_path):
 
 # ------------------------------------------------------------------ where the results are shown
 def _run_metrics(head: bool) -> dict[str, float]:
-    out = {"test/nme": 4.0, "test/fr_10": 2.0, "test/auc_10": 0.5, "test/nme/pose": 6.0, "test/fr_10/pose": 3.0, "test/auc_10/pose": 0.4}
+    out = {
+        "test/nme": 4.0,
+        "test/fr_10": 2.0,
+        "test/auc_10": 0.5,
+        "test/nme/pose": 6.0,
+        "test/fr_10/pose": 3.0,
+        "test/auc_10/pose": 0.4,
+    }
     if head:
         for suffix, bump in (("_integer", 0.5), ("_integer_corner", 1.5)):
-            out.update({f"test/{m}{suffix}{s}": v + bump for m, v in (("nme", 4.0), ("fr_10", 2.0)) for s in ("", "/pose")})
+            out.update(
+                {f"test/{m}{suffix}{s}": v + bump for m, v in (("nme", 4.0), ("fr_10", 2.0)) for s in ("", "/pose")}
+            )
             out.update({f"test/auc_10{suffix}{s}": 0.3 for s in ("", "/pose")})
-        out.update({"test/decimal_acc": 0.0625, "test/decimal_acc/pose": 0.07, "test/decimal_gain": 0.5, "test/decimal_gain/pose": 0.5})
+        out.update(
+            {
+                "test/decimal_acc": 0.0625,
+                "test/decimal_acc/pose": 0.07,
+                "test/decimal_gain": 0.5,
+                "test/decimal_gain/pose": 0.5,
+            }
+        )
     return out
 
 
@@ -235,12 +271,23 @@ def test_console_tables_show_head_metrics_and_both_integer_anchors():
 
     names = [k.split("/")[1] for k in _run_metrics(True) if k.count("/") == 1]
     assert sorted(names, key=column_order) == [
-        "nme", "fr_10", "auc_10", "nme_integer", "fr_10_integer", "auc_10_integer",
-        "nme_integer_corner", "fr_10_integer_corner", "auc_10_integer_corner", "decimal_acc", "decimal_gain",
+        "nme",
+        "fr_10",
+        "auc_10",
+        "nme_integer",
+        "fr_10_integer",
+        "auc_10_integer",
+        "nme_integer_corner",
+        "fr_10_integer_corner",
+        "auc_10_integer_corner",
+        "decimal_acc",
+        "decimal_gain",
     ]
     main, integer = results_tables(_run_metrics(True))
     assert [c.header for c in main.columns] == ["subset", "nme", "fr_10", "auc_10", "decimal_acc", "decimal_gain"]
-    assert [c.header for c in integer.columns][1:] == [f"{m}\n{a}" for a in ("centre", "corner") for m in ("nme", "fr_10", "auc_10")]
+    assert [c.header for c in integer.columns][1:] == [
+        f"{m}\n{a}" for a in ("centre", "corner") for m in ("nme", "fr_10", "auc_10")
+    ]
     console = Console(width=100, record=True)
     console.print(main)
     text = console.export_text()
@@ -259,16 +306,34 @@ def test_report_lists_head_metrics_and_corner_tables(tmp_path):
         job = root / str(num)
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model={model}"]))
-        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"model": {"name": model}, "data": {"layout": "wflw"}}))
+        (job / ".hydra" / "config.yaml").write_text(
+            yaml.safe_dump({"model": {"name": model}, "data": {"layout": "wflw"}})
+        )
         (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
         (job / "metrics.json").write_text(json.dumps(_run_metrics(model != "baseline")))
     report = write_report(root, plots=False)
     families = metric_families(report.runs)
     # Table 7's convention (the corner) first, each metric's centre beside it.
-    assert families[3:] == ["nme_integer_corner", "nme_integer", "fr_10_integer_corner", "fr_10_integer",
-                            "auc_10_integer_corner", "auc_10_integer", "decimal_acc", "decimal_gain"]
+    assert families[3:] == [
+        "nme_integer_corner",
+        "nme_integer",
+        "fr_10_integer_corner",
+        "fr_10_integer",
+        "auc_10_integer_corner",
+        "auc_10_integer",
+        "decimal_acc",
+        "decimal_gain",
+    ]
     header, rows = summary_table(report.runs)
-    assert header[4:-1] == ["nme", "fr_10", "auc_10", "nme_integer_corner", "nme_integer", "decimal_acc", "decimal_gain"]
+    assert header[4:-1] == [
+        "nme",
+        "fr_10",
+        "auc_10",
+        "nme_integer_corner",
+        "nme_integer",
+        "decimal_acc",
+        "decimal_gain",
+    ]
     assert rows[0][9:11] == [None, None] and rows[1][9:11] == [0.0625, 0.5]
     assert {"decimal_acc", "decimal_gain", "nme_integer_corner"} <= set(report.csvs)
     md = report.markdown.read_text()

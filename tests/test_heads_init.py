@@ -10,7 +10,9 @@ from hih.models.heads import HIHCHead, HIHLHead, HIHTHead, WOMHead, WOVHead
 
 BUILDERS = {
     "hih_c": lambda **kw: HIHCHead(32, 5, 16, decimal_size=4, width=24, **kw),
-    "hih_t": lambda **kw: HIHTHead(32, 5, 16, decimal_size=4, embed_dim=32, depth=1, num_heads=2, regression_width=24, **kw),
+    "hih_t": lambda **kw: HIHTHead(
+        32, 5, 16, decimal_size=4, embed_dim=32, depth=1, num_heads=2, regression_width=24, **kw
+    ),
     "hih_l": lambda **kw: HIHLHead(32, 5, decimal_size=4, width=24, **kw),
     "wov": lambda **kw: WOVHead(32, 5, width=24, **kw),
     "wom": lambda **kw: WOMHead(32, width=24, **kw),

@@ -16,10 +16,11 @@ from hih.losses import heatmap_l2
 from hih.methods import build_net, compute_losses, get_method
 
 
-
 def _net(decimal_size: int = 4, n: int = 5):
     torch.manual_seed(0)
-    return build_net("hih_cp", n, channels=16, decimal_size=decimal_size, input_size=64, hourglass_depth=2, width=8, pool_width=8)
+    return build_net(
+        "hih_cp", n, channels=16, decimal_size=decimal_size, input_size=64, hourglass_depth=2, width=8, pool_width=8
+    )
 
 
 def test_registered_as_a_decimal_method_with_hih_cs_codec() -> None:

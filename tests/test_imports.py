@@ -34,8 +34,13 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 base = ".".join(parts + ([base] if base else []))
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
-              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             found.add(node.args[0].value)
     return {d for d in found if d in known and d != name}
 
@@ -94,6 +99,11 @@ def test_no_import_cycle_in_the_package():
 
 
 def test_only_the_cli_imports_the_cli():
-    offenders = [f"{m} imports {d}" for m, deps in sorted(import_graph().items()) if not m.startswith("hih.cli")
-                 for d in sorted(deps) if d == "hih.cli" or d.startswith("hih.cli.")]
+    offenders = [
+        f"{m} imports {d}"
+        for m, deps in sorted(import_graph().items())
+        if not m.startswith("hih.cli")
+        for d in sorted(deps)
+        if d == "hih.cli" or d.startswith("hih.cli.")
+    ]
     assert offenders == []

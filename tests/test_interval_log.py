@@ -18,13 +18,13 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from tiny import N_TEST, N_TRAIN, tiny
 from torch.utils.data import DataLoader, Dataset
 
 from hih.callbacks import IntervalLog, StepClock
 from hih.callbacks.interval_log import interval_steps
 from hih.data.synthetic import ensure_synthetic
 from hih.progress import emit, format_duration, track
+from tiny import N_TEST, N_TRAIN, tiny
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -143,8 +143,14 @@ def _fit_timing(tmp_path: Path, delay: float, batch: int, step_s: float, steps: 
     a step slowed by other load on the machine)."""
     logger = CSVLogger(tmp_path, name=f"delay_{delay}")
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[IntervalLog()],
+        accelerator="cpu",
+        max_epochs=1,
+        logger=logger,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[IntervalLog()],
     )
     loader = DataLoader(SleepyFaces(batch * steps, delay), batch_size=batch, num_workers=0)
     trainer.fit(SleepyModel(step_s), train_dataloaders=loader)
@@ -181,14 +187,34 @@ def _train(tmp_path: Path, data_dir: Path, name: str, *extra: str, **env: str) -
     taken when the fit ended)."""
     run, out, at_fit_end = tmp_path / name, tmp_path / f"{name}.out", tmp_path / f"{name}.at_fit_end"
     cmd = [
-        sys.executable, "-m", "hih.cli.train", *tiny(data_dir), "trainer.max_epochs=2",
-        f"hydra.run.dir={run}", "+callbacks.probe._target_=stdout_probe.CopyAtTrainEnd",
-        f"+callbacks.probe.src={out}", f"+callbacks.probe.dest={at_fit_end}", *extra,
+        sys.executable,
+        "-m",
+        "hih.cli.train",
+        *tiny(data_dir),
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={run}",
+        "+callbacks.probe._target_=stdout_probe.CopyAtTrainEnd",
+        f"+callbacks.probe.src={out}",
+        f"+callbacks.probe.dest={at_fit_end}",
+        *extra,
     ]
-    base = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
-    full_env = {**base, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}", "WANDB_MODE": "offline", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", **env}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HYDRA_FULL_ERROR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    }
+    full_env = {
+        **base,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}",
+        "WANDB_MODE": "offline",
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+        **env,
+    }
     with open(out, "w") as stdout:
-        proc = subprocess.run(cmd, cwd=tmp_path, env=full_env, stdout=stdout, stderr=subprocess.STDOUT, timeout=300, check=False)
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=full_env, stdout=stdout, stderr=subprocess.STDOUT, timeout=300, check=False
+        )
     text = out.read_text()
     assert proc.returncode == 0, text[-3000:]
     return text, run, at_fit_end
@@ -220,13 +246,17 @@ def test_a_log_file_follows_the_run(tmp_path, data_dir):
     with open(run / "csv" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     timed = [r for r in rows if r.get("time/step_s")]
-    assert len(timed) == total and all(float(r["time/data_share"]) < 1 and float(r["throughput/img_s"]) > 0 for r in timed)
+    assert len(timed) == total and all(
+        float(r["time/data_share"]) < 1 and float(r["throughput/img_s"]) > 0 for r in timed
+    )
     assert all(c in rows[0] for c in TIMING_COLUMNS)
 
 
 @pytest.mark.slow  # a hih-train subprocess
 def test_a_terminal_keeps_the_bar_without_duplicate_lines(tmp_path, data_dir):
-    text, run, _ = _train(tmp_path, data_dir, "tty", "test=false", FORCE_COLOR="1", TERM="xterm-256color", COLUMNS="120")
+    text, run, _ = _train(
+        tmp_path, data_dir, "tty", "test=false", FORCE_COLOR="1", TERM="xterm-256color", COLUMNS="120"
+    )
     assert "━" in text and "\x1b[" in text  # Rich's bar, drawn with terminal control codes
     assert not LINE.search(text) and not VAL.search(text), text  # the bar alone on the console
     log = (run / "train.log").read_text().splitlines()

@@ -15,8 +15,20 @@ from hih.pipeline import compose
 
 HEADED = tuple(m for m in method_names() if get_method(m).head is not None)
 PAPER = ["paper/wflw", "paper/300w", "paper/cofw"]
-AUTHORS = {"integer_target": "cell", "decimal_quantizer": "round", "head_init_std": 0.001, "crop_from": "landmarks", "crop_scale": 1.2}
-OURS = {"integer_target": "subpixel", "decimal_quantizer": "floor", "head_init_std": None, "crop_from": "box", "crop_scale": 1.25}
+AUTHORS = {
+    "integer_target": "cell",
+    "decimal_quantizer": "round",
+    "head_init_std": 0.001,
+    "crop_from": "landmarks",
+    "crop_scale": 1.2,
+}
+OURS = {
+    "integer_target": "subpixel",
+    "decimal_quantizer": "floor",
+    "head_init_std": None,
+    "crop_from": "box",
+    "crop_scale": 1.25,
+}
 
 
 def _settings(cfg) -> dict:
@@ -55,7 +67,9 @@ def test_every_model_builds_under_the_authors_labels(model):
     codec = instantiate(cfg.model.codec)
     got = _settings(cfg)
     if model in ("baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t", "local_offset"):
-        assert codec.integer_target == "cell"  # a method built on base/heatmap, base/decimal or base/offset gets the labels
+        assert (
+            codec.integer_target == "cell"
+        )  # a method built on base/heatmap, base/decimal or base/offset gets the labels
     if model in ("hih_c", "hih_t"):
         assert codec.decimal_quantizer == "round" and got["head_init_std"] == 0.001
     if model == "hih_l":  # its bin-centre decode needs floor: pinned whatever the labels
@@ -81,15 +95,18 @@ def test_every_app_has_the_labels_group(app):
 @pytest.mark.slow
 def test_authors_loss_and_labels_train(tmp_path):
     """decimal_loss=cls with the authors' weight and stack mean, on the authors' labels: a tiny run."""
-    from tiny import N_TEST, N_TRAIN, tiny  # tests/tiny.py
-
     from hih.data.synthetic import ensure_synthetic
     from hih.pipeline import train
+    from tiny import N_TEST, N_TRAIN, tiny  # tests/tiny.py
 
     ensure_synthetic(tmp_path / "faces" / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
     loss = ["model.loss.decimal_loss=cls", "model.loss.head=0.05", "model.loss.stack_reduction=mean"]
     run = tmp_path / "run"
-    cfg = compose("train", tiny(tmp_path / "faces", "model=hih_c", "model.stacks=2", "labels=authors", "trainer.max_epochs=2", *loss), output_dir=run)
+    cfg = compose(
+        "train",
+        tiny(tmp_path / "faces", "model=hih_c", "model.stacks=2", "labels=authors", "trainer.max_epochs=2", *loss),
+        output_dir=run,
+    )
     metrics = train(cfg)
     assert math.isfinite(metrics["test/nme"]) and metrics["test/nme"] > 0
     rows = (run / "csv" / "metrics.csv").read_text().splitlines()

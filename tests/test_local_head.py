@@ -48,12 +48,20 @@ def test_training_passes_the_true_cells_only_to_local_heads() -> None:
     assert targets["cell"].dtype == torch.long
     assert torch.equal(targets["cell"], torch.tensor([[[1, 15], [4, 0]]]))
     assert torch.equal(targets["cell"], to_heatmap_coords(landmarks, 64, 16).cell)
-    local = FaceAlignmentModule(build_net("hih_l", 2, channels=8, decimal_size=4, input_size=64, hourglass_depth=2, width=8), codec, norm_pair=(0, 1))
+    local = FaceAlignmentModule(
+        build_net("hih_l", 2, channels=8, decimal_size=4, input_size=64, hourglass_depth=2, width=8),
+        codec,
+        norm_pair=(0, 1),
+    )
     seen = []
     local.net.register_forward_pre_hook(lambda _, args: seen.append(args))
     local.training_step({"image": torch.randn(1, 3, 64, 64), "landmarks": landmarks, "targets": targets}, 0)
     assert len(seen) == 1 and seen[0][1] is targets["cell"]  # teacher-forced with the target cells
-    paper = FaceAlignmentModule(build_net("hih_c", 2, channels=8, decimal_size=4, input_size=64, hourglass_depth=2, width=8), codec, norm_pair=(0, 1))
+    paper = FaceAlignmentModule(
+        build_net("hih_c", 2, channels=8, decimal_size=4, input_size=64, hourglass_depth=2, width=8),
+        codec,
+        norm_pair=(0, 1),
+    )
     assert paper._train_cells(targets) is None
 
 
@@ -78,7 +86,11 @@ def test_learns_the_decimal_map_from_ideal_heatmaps() -> None:
     hit = (pred.flatten(2).argmax(-1) == t["decimal"].flatten(2).argmax(-1)).float().mean().item()
     assert hit > 0.5, hit
     err = (codec.decode({"heatmap": t["heatmap"], "decimal": pred}) - landmarks).norm(dim=-1).mean()
-    centre = (codec.decode({"heatmap": t["heatmap"], "decimal": torch.zeros_like(pred)}) + 0.5 * codec.stride - landmarks).norm(dim=-1).mean()
+    centre = (
+        (codec.decode({"heatmap": t["heatmap"], "decimal": torch.zeros_like(pred)}) + 0.5 * codec.stride - landmarks)
+        .norm(dim=-1)
+        .mean()
+    )
     assert err < 0.6 * centre, (err, centre)
 
 

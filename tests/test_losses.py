@@ -160,7 +160,9 @@ def test_cls_soft_classification_by_hand():
     assert got == pytest.approx(_soft_cls_by_hand(out.head, t["decimal"], t["weight"]), rel=1e-5)
     # With every landmark counted it is torch's KL on the softmaxed rows over the element count.
     flat = lambda x: x.reshape(-1, HO * HO)  # noqa: E731
-    ref = torch.nn.functional.kl_div(torch.log_softmax(flat(out.head), -1), torch.softmax(flat(t["decimal"]), -1), reduction="sum")
+    ref = torch.nn.functional.kl_div(
+        torch.log_softmax(flat(out.head), -1), torch.softmax(flat(t["decimal"]), -1), reduction="sum"
+    )
     assert got == pytest.approx(ref.item() / out.head.numel(), rel=1e-5)
     # Not the sum-normalised KL of decimal_loss="kl": the target's softmax is much flatter.
     assert got != pytest.approx(compute_losses(out, t, {"decimal_loss": "kl"})["decimal"].item(), rel=1e-2)

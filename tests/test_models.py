@@ -30,17 +30,20 @@ TINY = {  # widths small enough for CPU tests
 }
 
 
-
 def tiny_net(head: str, stacks: int = 1, decimal_size: int = 8, input_size: int = S, **kw) -> nn.Module:
     torch.manual_seed(0)
-    return build_net(head, N, stacks=stacks, channels=16, decimal_size=decimal_size, input_size=input_size, **TINY[head], **kw)
+    return build_net(
+        head, N, stacks=stacks, channels=16, decimal_size=decimal_size, input_size=input_size, **TINY[head], **kw
+    )
 
 
 def expected_head_shape(head: str, batch: int, decimal_size: int) -> tuple[int, ...] | None:
     """The shape the method's codec reads: its ideal outputs (targets fed back) for this geometry."""
     if head == "none":
         return None
-    kw = {"decimal_size": decimal_size} if "decimal_size" in inspect.signature(get_method(head).codec).parameters else {}
+    kw = (
+        {"decimal_size": decimal_size} if "decimal_size" in inspect.signature(get_method(head).codec).parameters else {}
+    )
     codec = build_codec(head, input_size=S, heatmap_size=H, **kw)
     ideal = codec.targets_as_outputs(codec.encode(torch.rand(batch, N, 2) * S))
     return tuple(ideal[codec.head_key].shape)
@@ -123,7 +126,9 @@ def test_bf16_autocast_and_channels_last(head: str) -> None:
 def test_timm_backbone() -> None:
     pytest.importorskip("timm")
     torch.manual_seed(0)
-    net = build_net("hih_c", N, channels=16, decimal_size=8, input_size=64, backbone="timm:mobilenetv3_small_050", width=8)
+    net = build_net(
+        "hih_c", N, channels=16, decimal_size=8, input_size=64, backbone="timm:mobilenetv3_small_050", width=8
+    )
     out = net(torch.randn(2, 3, 64, 64))
     assert [h.shape for h in out.heatmaps] == [(2, N, 16, 16)]
     assert out.head.shape == (2, N, 8, 8)

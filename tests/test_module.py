@@ -55,7 +55,12 @@ class RandomFaces(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[i], "landmarks": self.landmarks[i], "subsets": self.subsets[i], "index": torch.tensor(i)}
+        return {
+            "image": self.images[i],
+            "landmarks": self.landmarks[i],
+            "subsets": self.subsets[i],
+            "index": torch.tensor(i),
+        }
 
 
 def _loader(size: int = 4, batch_size: int = 2, seed: int = 0) -> DataLoader:
@@ -78,8 +83,15 @@ def _module(method: str, **kwargs) -> FaceAlignmentModule:
 
 
 def _trainer(**kwargs) -> L.Trainer:
-    defaults = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False, num_sanity_val_steps=0)
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     return L.Trainer(**{**defaults, **kwargs})
 
 
@@ -118,7 +130,12 @@ def test_fit_and_test_log_expected_keys(method):
     head_metric = module.head_metric  # from the registry: decimal_acc / offset_err
     assert (head_metric is None) == (head_key is None)
     if head_metric is not None:
-        assert {f"train/{head_metric.name}", f"val/{head_metric.name}", "val/nme_integer", f"val/{head_metric.gain}"} <= logged
+        assert {
+            f"train/{head_metric.name}",
+            f"val/{head_metric.name}",
+            "val/nme_integer",
+            f"val/{head_metric.gain}",
+        } <= logged
     assert all(math.isfinite(trainer.callback_metrics[k].item()) for k in ("train/loss", "val/nme"))
 
     results = trainer.test(module, datamodule=EncodedLoaders(module.codec, test=_loader(seed=2)), verbose=False)[0]
@@ -172,7 +189,7 @@ def test_test_metrics_match_hand_computation():
     module.test_step(batch, 0)
     pred = codec.decode(oracle(batch["image"]).for_codec())
     d = (data.landmarks[:, 0] - data.landmarks[:, 1]).norm(dim=-1)
-    expected = ((pred - data.landmarks).norm(dim=-1).mean(-1) / d * 100)
+    expected = (pred - data.landmarks).norm(dim=-1).mean(-1) / d * 100
     assert module.test_metrics.compute()["nme"].item() == pytest.approx(expected.mean().item(), rel=1e-5)
     # Integer-only decoding: the argmax cell's centre, at most half a cell diagonal (stride / sqrt 2) away.
     integer = codec.decode_integer(oracle(batch["image"]).heatmaps[-1], anchor="centre")
@@ -231,10 +248,16 @@ def test_cosine_and_onecycle_schedules(kind):
 def test_layout_hydra_configs_and_checkpoint(tmp_path):
     head, make_codec = METHODS["hih_c"]
     net = build_net(head=head, num_landmarks=98, **TINY, **HEAD_KWARGS[head])
-    cfg = OmegaConf.create({"loss_weights": {"heatmap": 1.0, "head": 0.5, "decimal_loss": "kl"},
-                            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-4}, "scheduler": None})
-    module = FaceAlignmentModule(net, make_codec(), layout="wflw", loss=cfg.loss_weights,
-                                 optimizer=cfg.optimizer, scheduler=cfg.scheduler)
+    cfg = OmegaConf.create(
+        {
+            "loss_weights": {"heatmap": 1.0, "head": 0.5, "decimal_loss": "kl"},
+            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-4},
+            "scheduler": None,
+        }
+    )
+    module = FaceAlignmentModule(
+        net, make_codec(), layout="wflw", loss=cfg.loss_weights, optimizer=cfg.optimizer, scheduler=cfg.scheduler
+    )
     assert module.norm_pair == (60, 72) and module.subset_names[0] == "pose" and len(module.subset_names) == 6
     from hih.data.datasets import get_layout
 
@@ -244,8 +267,14 @@ def test_layout_hydra_configs_and_checkpoint(tmp_path):
     assert type(module.hparams["optimizer"]) is dict  # plain containers: checkpoints load with weights_only
 
     # A real Lightning checkpoint of a run configured through OmegaConf loads with weights_only=True.
-    small = _module("hih_c", loss=cfg.loss_weights, optimizer=cfg.optimizer,
-                    scheduler=OmegaConf.create({"_target_": "hih.optim.step_decay", "_partial_": True, "step_size": 1, "gamma": 0.5}))
+    small = _module(
+        "hih_c",
+        loss=cfg.loss_weights,
+        optimizer=cfg.optimizer,
+        scheduler=OmegaConf.create(
+            {"_target_": "hih.optim.step_decay", "_partial_": True, "step_size": 1, "gamma": 0.5}
+        ),
+    )
     trainer = _trainer(max_steps=1, limit_val_batches=0)
     _fit(trainer, small, _loader(size=2))
     path = tmp_path / "m.ckpt"
@@ -267,13 +296,19 @@ def test_configuration_errors():
     with pytest.raises(ValueError, match="a layout or a norm_pair"):
         FaceAlignmentModule(net, make_codec())
     with pytest.raises(ValueError, match="no pupil"):
-        FaceAlignmentModule(build_net(head=head, num_landmarks=68, **TINY, **HEAD_KWARGS[head]), make_codec(),
-                            layout="300w", norm="pupil")
+        FaceAlignmentModule(
+            build_net(head=head, num_landmarks=68, **TINY, **HEAD_KWARGS[head]),
+            make_codec(),
+            layout="300w",
+            norm="pupil",
+        )
     with pytest.raises(ValueError, match=r"unknown loss option\(s\) \['hed'\]"):
         FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), loss={"hed": 1.0})
     with pytest.raises(ValueError, match="optimizer must be a Hydra _partial_ target"):
         FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), optimizer={"name": "sgd", "lr": 0.1})
-    module = FaceAlignmentModule(net, make_codec(), norm_pair=(0, 1), scheduler=functools.partial(step_decay, step_size=0))
+    module = FaceAlignmentModule(
+        net, make_codec(), norm_pair=(0, 1), scheduler=functools.partial(step_decay, step_size=0)
+    )
     trainer = _trainer(max_steps=1, limit_val_batches=0)
     with pytest.raises(ValueError, match="step_size is in epochs and must be >= 1"):
         _fit(trainer, module, _loader(size=2))
@@ -302,8 +337,15 @@ def test_scheduler_gets_only_the_run_lengths_it_asks_for():
     assert run_lengths_needed(torch.optim.lr_scheduler.ExponentialLR) == []  # any torch scheduler as a partial
 
 
-@pytest.mark.parametrize("overrides, factory", [([], "onecycle"), (["module/scheduler=cosine"], "cosine"),
-                                                (["experiment=paper/wflw"], "step_decay"), (["module.scheduler=null"], None)])
+@pytest.mark.parametrize(
+    "overrides, factory",
+    [
+        ([], "onecycle"),
+        (["module/scheduler=cosine"], "cosine"),
+        (["experiment=paper/wflw"], "step_decay"),
+        (["module.scheduler=null"], None),
+    ],
+)
 def test_module_configs_are_partials(overrides, factory):
     """conf/module: optimizer and scheduler reach the module as Hydra partials, as pipeline.build passes them."""
     from hydra.utils import instantiate
@@ -316,4 +358,8 @@ def test_module_configs_are_partials(overrides, factory):
     opt = module.optimizer_factory(module.parameters())
     assert type(opt).__name__ == cfg.module.optimizer._target_.rsplit(".", 1)[1]
     assert opt.defaults["lr"] == cfg.module.optimizer.lr
-    assert getattr(module.scheduler_factory, "func", None).__name__ == factory if factory else module.scheduler_factory is None
+    assert (
+        getattr(module.scheduler_factory, "func", None).__name__ == factory
+        if factory
+        else module.scheduler_factory is None
+    )

@@ -46,13 +46,22 @@ def test_wheel_ships_the_configs(tmp_path):
     elsewhere.mkdir()
     where = subprocess.run(
         [sys.executable, "-S", "-c", "import hih.cli._hydra as h; print(h.__file__); print(h.config_dir())"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60, check=True,
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout.split()
     assert where == [str(target / "hih" / "cli" / "_hydra.py"), str(target / "hih" / "conf")]
 
     job = subprocess.run(
         [sys.executable, "-S", target / "bin" / "hih-train", "--cfg", "job"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert job.returncode == 0, job.stderr[-3000:]
     assert "_target_: lightning.pytorch.trainer.Trainer" in job.stdout

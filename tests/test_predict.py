@@ -90,7 +90,9 @@ def test_predict_with_a_trained_checkpoint_loads_weights_only(tmp_path, faces):
     ckpt = tmp_path / "w.ckpt"
     state = {f"net.{k}": v.clone() + 1.0 if v.is_floating_point() else v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state}, ckpt)
-    loaded, _ = build_model(compose("predict", [*TINY, f"input_dir={tmp_path}", f"ckpt_path={ckpt}"], output_dir=tmp_path))
+    loaded, _ = build_model(
+        compose("predict", [*TINY, f"input_dir={tmp_path}", f"ckpt_path={ckpt}"], output_dir=tmp_path)
+    )
     key = next(k for k, v in loaded.state_dict().items() if v.is_floating_point())
     assert torch.equal(loaded.state_dict()[key], state[f"net.{key}"])
 
@@ -139,7 +141,9 @@ def test_a_boxes_file_with_two_boxes_for_one_name_gives_two_faces(tmp_path, face
     x0, y0, x1, y1 = rec.bbox
     shifted = [x0 + 5, y0 + 3, x1 + 5, y1 + 3]
     boxes = tmp_path / "boxes.txt"
-    boxes.write_text(f"{rec.image_path.name} {x0} {y0} {x1} {y1}\n{rec.image_path.name} " + " ".join(map(str, shifted)) + "\n")
+    boxes.write_text(
+        f"{rec.image_path.name} {x0} {y0} {x1} {y1}\n{rec.image_path.name} " + " ".join(map(str, shifted)) + "\n"
+    )
     net, codec = _model(tmp_path)
     result = predict_folder(net, codec, folder, tmp_path / "out", boxes_file=boxes)
     assert [f["face"] for f in result["faces"]] == [0, 1]
@@ -219,9 +223,15 @@ def test_odd_images_are_read(tmp_path):
     paths = list_images(folder)
     assert [p.name for p in paths] == ["big48mp.jpg", "deep16.png", "grey.png", "rgba.png", "tiny.png"]
     for detector in ("yunet", "none"):
-        result = predict_photos(Predictor(net, codec, get_detector(detector), batch_size=2), paths, tmp_path / detector, draw=False)
+        result = predict_photos(
+            Predictor(net, codec, get_detector(detector), batch_size=2), paths, tmp_path / detector, draw=False
+        )
         assert result["errors"] == [] and len(result["images"]) == 5
-        assert result["images"]["big48mp.jpg"] == {"width": 8000, "height": 6000, "faces": 0 if detector == "yunet" else 1}
+        assert result["images"]["big48mp.jpg"] == {
+            "width": 8000,
+            "height": 6000,
+            "faces": 0 if detector == "yunet" else 1,
+        }
     assert len(result["faces"]) == 5  # detector=none: each image is one face
 
 
@@ -250,7 +260,10 @@ def test_cli_on_a_real_photo_finds_its_face_and_lists_bad_files(tmp_path, monkey
     net, _ = _model(tmp_path)
     ckpt = tmp_path / "w.ckpt"
     torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, ckpt)
-    _cli(monkeypatch, [*TINY, f"ckpt_path={ckpt}", f"input_dir={photos}", f"hydra.run.dir={tmp_path / 'run'}", "progress=false"])
+    _cli(
+        monkeypatch,
+        [*TINY, f"ckpt_path={ckpt}", f"input_dir={photos}", f"hydra.run.dir={tmp_path / 'run'}", "progress=false"],
+    )
     saved = json.loads((tmp_path / "run" / "predictions.json").read_text())
     (face,) = saved["faces"]
     x0, y0, x1, y1 = face["box"]
@@ -262,13 +275,29 @@ def test_cli_on_a_real_photo_finds_its_face_and_lists_bad_files(tmp_path, monkey
     out = capsys.readouterr().out
     assert "1 images, 1 faces" in out and "cut.jpg: cannot decode image" in out
     # input= takes one photo; input_dir= a photo too; both at once must agree.
-    _cli(monkeypatch, [*TINY, f"ckpt_path={ckpt}", f"input={photo}", f"hydra.run.dir={tmp_path / 'one'}", "progress=false", "draw=false"])
+    _cli(
+        monkeypatch,
+        [
+            *TINY,
+            f"ckpt_path={ckpt}",
+            f"input={photo}",
+            f"hydra.run.dir={tmp_path / 'one'}",
+            "progress=false",
+            "draw=false",
+        ],
+    )
     assert len(json.loads((tmp_path / "one" / "predictions.json").read_text())["faces"]) == 1
     with pytest.raises(SystemExit):
-        _cli(monkeypatch, [*TINY, f"ckpt_path={ckpt}", f"input={photo}", f"input_dir={photos}", f"hydra.run.dir={tmp_path / 'two'}"])
+        _cli(
+            monkeypatch,
+            [*TINY, f"ckpt_path={ckpt}", f"input={photo}", f"input_dir={photos}", f"hydra.run.dir={tmp_path / 'two'}"],
+        )
     assert "both given" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # nothing readable: a non-zero exit
-        _cli(monkeypatch, [*TINY, f"ckpt_path={ckpt}", f"input={photos / 'cut.jpg'}", f"hydra.run.dir={tmp_path / 'bad'}"])
+        _cli(
+            monkeypatch,
+            [*TINY, f"ckpt_path={ckpt}", f"input={photos / 'cut.jpg'}", f"hydra.run.dir={tmp_path / 'bad'}"],
+        )
     assert "none of the 1 input images could be read" in capsys.readouterr().err
 
 
@@ -287,14 +316,21 @@ def test_predictor_settings_follow_the_checkpoints_crop(tmp_path):
     for crop_from in ("landmarks", "box"):
         record["labels"].update(crop_from=crop_from, crop_scale=1.2 if crop_from == "landmarks" else 1.25)
         paths[crop_from] = tmp_path / f"{crop_from}.ckpt"
-        torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, CONFIG_KEY: record}, paths[crop_from])
+        torch.save(
+            {"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, CONFIG_KEY: record}, paths[crop_from]
+        )
 
     def predictor(crop_from, *extra):
         cfg = compose("predict", [f"ckpt_path={paths[crop_from]}", "input=x", *extra], output_dir=tmp_path)
         return build_predictor(cfg, *build_model(cfg), "yunet")
 
     p = predictor("landmarks")
-    assert p.second_pass and p.crop_scale == 1.2 and p.box_map == CALIBRATION[("yunet", "landmarks")] and p.refine_map is None
+    assert (
+        p.second_pass
+        and p.crop_scale == 1.2
+        and p.box_map == CALIBRATION[("yunet", "landmarks")]
+        and p.refine_map is None
+    )
     assert predictor("landmarks", "second_pass=false", "calibrate=false").box_map is None
     p = predictor("box")
     assert not p.second_pass and p.crop_scale == 1.25 and p.box_map == CALIBRATION[("yunet", "box:synthetic")]

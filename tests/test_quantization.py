@@ -92,9 +92,17 @@ def test_bar_chart_labels_do_not_overlap():
     methods = method_variants()
     assert len(methods) >= 13
     fake = [
-        dict(method=m.method, decode=m.decode, resolution=m.resolution, integer_target=m.integer_target,
-             decimal_quantizer=m.decimal_quantizer, variant=v, nme=1.0 + i / 10)
-        for i, m in enumerate(methods) for v in ("float", "rounded")
+        dict(
+            method=m.method,
+            decode=m.decode,
+            resolution=m.resolution,
+            integer_target=m.integer_target,
+            decimal_quantizer=m.decimal_quantizer,
+            variant=v,
+            nme=1.0 + i / 10,
+        )
+        for i, m in enumerate(methods)
+        for v in ("float", "rounded")
     ]
     fig = bar_figure(fake)
     fig.canvas.draw()

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hih.data.datasets import get_layout
-from hih.data.datasets import read_dataset
+from hih.data.datasets import get_layout, read_dataset
 from hih.data.readers import read_300w, read_cofw, read_pts, read_wflw
 from hih.data.records import FaceRecord, ImageLoadError, load_image, save_image
 

@@ -16,7 +16,7 @@ SIZES = (4, 8, 16, 32)
 
 def _metrics(nme: float, integer: bool = True) -> dict:
     out = {}
-    for suffix in ([""] + (["_integer"] if integer else [])):
+    for suffix in [""] + (["_integer"] if integer else []):
         bump = 0.5 if suffix else 0.0
         out[f"test/nme{suffix}"] = nme + bump
         out[f"test/fr_10{suffix}"] = 2 * nme + bump
@@ -33,22 +33,31 @@ def make_multirun(root: Path) -> Path:
     (status.json), 32x32 never started; plus the multirun.yaml describing the grid."""
     root.mkdir(parents=True, exist_ok=True)
     common = ["sweep=decimal", "trainer.max_epochs=1"]
-    hydra = {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
-                         "max_batch_size": None, "params": {"model.decimal_size": ",".join(map(str, SIZES))}},
-             "overrides": {"task": common}}
+    hydra = {
+        "sweeper": {
+            "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+            "max_batch_size": None,
+            "params": {"model.decimal_size": ",".join(map(str, SIZES))},
+        },
+        "overrides": {"task": common},
+    }
     (root / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "sweep_name": "decimal"}))
     for num, size in enumerate(SIZES[:3]):
         job = root / str(num)
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.decimal_size={size}", *common]))
-        config = {"model": {"name": "hih_c", "decimal_size": size, "stacks": 1, "net": {"head": "hih_c"}},
-                  "data": {"name": "synthetic", "layout": "wflw"}}
+        config = {
+            "model": {"name": "hih_c", "decimal_size": size, "stacks": 1, "net": {"head": "hih_c"}},
+            "data": {"name": "synthetic", "layout": "wflw"},
+        }
         (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
         (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
         if num < 2:
             (job / "metrics.json").write_text(json.dumps(_metrics(4.0 + num)))
         else:
-            (job / "status.json").write_text(json.dumps({"status": "failed", "error": "ValueError: decimal_size too large"}))
+            (job / "status.json").write_text(
+                json.dumps({"status": "failed", "error": "ValueError: decimal_size too large"})
+            )
     return root
 
 
@@ -70,7 +79,9 @@ def test_running_killed_and_logged_failures(tmp_path):
     assert collect_runs(root)[2].status == "running"
     # No status file, but the job log ends in a traceback (e.g. a launcher without the callback).
     (root / "2" / "status.json").unlink()
-    (root / "2" / "train.log").write_text("[INFO] start\nTraceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory\n")
+    (root / "2" / "train.log").write_text(
+        "[INFO] start\nTraceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory\n"
+    )
     run = collect_runs(root)[2]
     assert run.status == "failed" and run.error.startswith("RuntimeError: CUDA out of memory")
     (root / "2" / "train.log").write_text("[INFO] epoch 3\n")
@@ -81,7 +92,12 @@ def test_tables_keep_every_run_in_paper_layout(tmp_path):
     runs = collect_runs(make_multirun(tmp_path / "sweep"))
     header, rows = metric_table(runs, "nme")
     assert header == ["run", "model", "status", "Fullset", "Pose", "Exp.", "Ill.", "Mu.", "Occ.", "Blur"]
-    assert [r[0] for r in rows] == ["model.decimal_size=4", "model.decimal_size=8", "model.decimal_size=16", "model.decimal_size=32"]
+    assert [r[0] for r in rows] == [
+        "model.decimal_size=4",
+        "model.decimal_size=8",
+        "model.decimal_size=16",
+        "model.decimal_size=32",
+    ]
     assert rows[1][3:] == [5.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
     assert rows[2][2:4] == ["failed", None]
     _, integer = metric_table(runs, "nme_integer")
@@ -132,7 +148,11 @@ def test_job_status_callback(tmp_path):
     except ValueError as e:
         cb.on_job_end(config=cfg, job_return=_Return(e))
     status = read_status(tmp_path)
-    assert status["status"] == "failed" and status["error"] == "ValueError: bad value" and "Traceback" in status["traceback"]
+    assert (
+        status["status"] == "failed"
+        and status["error"] == "ValueError: bad value"
+        and "Traceback" in status["traceback"]
+    )
     cb.on_job_end(config=cfg, job_return=_Return())
     assert read_status(tmp_path)["status"] == "completed"
 
@@ -167,7 +187,7 @@ def test_table7_uses_the_corner_convention_with_the_centre_beside_it(tmp_path):
     # full 4.0, corner 5.5, centre 4.5, ratio 5.5 / 4.0
     assert "| model.decimal_size=4 | hih_c | completed | 4.00 | 5.50 | 4.50 | 1.38 |" in md
     assert (tmp_path / "sweep" / "report" / "integer.csv").read_text().splitlines()[0] == (
-        "run,model,status,full decode,\"integer, corner (Table 7)\",\"integer, centre\",corner / full"
+        'run,model,status,full decode,"integer, corner (Table 7)","integer, centre",corner / full'
     )
     assert {"nme_integer_corner", "fr_10_integer_corner", "auc_10_integer_corner", "nme_integer"} <= set(report.csvs)
     runs_md = md.split("## Runs")[1]

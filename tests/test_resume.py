@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-from collections import Counter
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -44,12 +44,20 @@ TINY = [
 
 def _env(data_dir: Path) -> dict[str, str]:
     # Same thread count in every process: float reductions then run in the same order.
-    return {**os.environ, "HIH_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    return {
+        **os.environ,
+        "HIH_DATA_DIR": str(data_dir),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
+    }
 
 
 def _train(run_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
     log = open(run_dir.with_suffix(".log"), "ab")
-    return subprocess.Popen([*TRAIN, *TINY, f"hydra.run.dir={run_dir}", *extra], env=_env(data_dir), stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [*TRAIN, *TINY, f"hydra.run.dir={run_dir}", *extra], env=_env(data_dir), stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 def _wait(proc: subprocess.Popen, run_dir: Path, timeout: float = 120) -> None:
@@ -104,8 +112,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     unlogged = [r for r in reference if r["step"] == step - 1 and r not in before_kill]
     assert len(unlogged) <= 1
     want = Counter(reference) - Counter(unlogged)
-    assert Counter(map(_shape, rows)) == Counter(map(_shape, want.elements())), \
+    assert Counter(map(_shape, rows)) == Counter(map(_shape, want.elements())), (
         "the resumed run's CSV does not hold each logged row once"
+    )
     interrupted = str(step // STEPS_PER_EPOCH)
     epoch_mean = lambda r: r.get("epoch") == interrupted and any(k.endswith("_epoch") for k in r)  # noqa: E731
     assert Counter(r for r in rows if not epoch_mean(r)) == Counter(r for r in want.elements() if not epoch_mean(r))
@@ -150,8 +159,14 @@ def test_resumed_csv_keeps_rows_below_the_resume_step(tmp_path):
     second.save()
     rows = _csv_rows(tmp_path)
     assert [(r["step"], r.get("loss"), r.get("val/nme")) for r in rows] == [
-        (0, "0.0", None), (1, "1.0", None), (2, "2.0", None),
-        (3, "13.0", None), (4, "14.0", None), (5, "15.0", None), (6, "16.0", None), (4, None, "2.0"),
+        (0, "0.0", None),
+        (1, "1.0", None),
+        (2, "2.0", None),
+        (3, "13.0", None),
+        (4, "14.0", None),
+        (5, "15.0", None),
+        (6, "16.0", None),
+        (4, None, "2.0"),
     ]
 
 

@@ -28,7 +28,7 @@ SMALL = dict(n_train=12, n_test=6, seed=3, image_size=(96, 128), progress=False,
 
 
 def _centroid(cov: np.ndarray, x0: int = 0, y0: int = 0) -> np.ndarray:
-    yy, xx = np.mgrid[0:cov.shape[0], 0:cov.shape[1]] + 0.5
+    yy, xx = np.mgrid[0 : cov.shape[0], 0 : cov.shape[1]] + 0.5
     return np.array([(cov * (xx + x0)).sum(), (cov * (yy + y0)).sum()]) / cov.sum()
 
 
@@ -96,8 +96,9 @@ def _neutral(face_index: int, seed: int = 0):
     for i in range(face_index, face_index + 50):
         p = sample_face(face_rng(seed, "train", i), image_size=(384, 384))
         if p.eye_close < 0.2 and abs(p.yaw) < 20:
-            return dataclasses.replace(p, occluder=None, blur_sigma=0.0, noise_sigma=0.0, brightness=1.0,
-                                       gradient=0.0, cast=np.ones(3))
+            return dataclasses.replace(
+                p, occluder=None, blur_sigma=0.0, noise_sigma=0.0, brightness=1.0, gradient=0.0, cast=np.ones(3)
+            )
     raise AssertionError("no open-eyed face found")
 
 
@@ -113,8 +114,8 @@ def test_pupil_landmark_at_centroid_of_drawn_pupil(face_index):
         r = 0.085 * eye_w + 1.0
         c = lm[k]
         x0, y0 = int(c[0] - r) - 1, int(c[1] - r) - 1
-        win = img[y0:y0 + int(2 * r) + 3, x0:x0 + int(2 * r) + 3]
-        yy, xx = np.mgrid[0:win.shape[0], 0:win.shape[1]] + 0.5
+        win = img[y0 : y0 + int(2 * r) + 3, x0 : x0 + int(2 * r) + 3]
+        yy, xx = np.mgrid[0 : win.shape[0], 0 : win.shape[1]] + 0.5
         inside = np.hypot(xx + x0 - c[0], yy + y0 - c[1]) <= r
         w = np.clip((iris_grey - win) / (iris_grey - pupil_grey), 0, 1) * inside
         centroid = _centroid(w, x0, y0)

@@ -65,7 +65,7 @@ def test_faces_of_one_photo_do_not_overlap_and_lie_in_it(photos):
         for k, r in enumerate(faces):
             assert (r.landmarks >= 0).all() and (r.landmarks[:, 0] <= w).all() and (r.landmarks[:, 1] <= h).all()
             lo, hi = r.landmarks.min(0), r.landmarks.max(0)
-            for other in faces[k + 1:]:
+            for other in faces[k + 1 :]:
                 olo, ohi = other.landmarks.min(0), other.landmarks.max(0)
                 assert (hi < olo).any() or (ohi < lo).any(), f"faces overlap in {path}"
 
@@ -79,8 +79,19 @@ def test_each_face_of_a_shared_photo_gets_its_own_crop_metrics_and_plot(photos, 
     from hih.metrics import per_sample_nme
     from hih.module import FaceAlignmentModule
 
-    dm = FaceDataModule("synthetic_photos", root=photos, input_size=S, batch_size=32, num_workers=0, n_photos=4,
-                        n_test_photos=2, photos_seed=1, cache=True, cache_dir=tmp_path / "cache", **SMALL)
+    dm = FaceDataModule(
+        "synthetic_photos",
+        root=photos,
+        input_size=S,
+        batch_size=32,
+        num_workers=0,
+        n_photos=4,
+        n_test_photos=2,
+        photos_seed=1,
+        cache=True,
+        cache_dir=tmp_path / "cache",
+        **SMALL,
+    )
     dm.setup("test")
     ds = dm.test_set
     shared = Counter(r.image_path for r in ds.records)

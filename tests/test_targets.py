@@ -78,8 +78,16 @@ def _module(codec, cls=FaceAlignmentModule):
 
 
 def _trainer(device: str = "cpu", **kw) -> L.Trainer:
-    return L.Trainer(accelerator=device, devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, **kw)
+    return L.Trainer(
+        accelerator=device,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kw,
+    )
 
 
 def test_loaders_ship_coordinates_and_the_hook_adds_the_targets(synth_root) -> None:
@@ -118,7 +126,9 @@ def test_training_step_sees_the_codec_targets_on_its_device(synth_root, device) 
     assert module.seen["test"] and all(TARGETS_KEY not in b for b in module.seen["test"])
     assert trainer.callback_metrics["test/nme"].isfinite() and "test/decimal_acc" not in trainer.callback_metrics
     # Prediction: images only, no labels at all.
-    images = DataLoader(TensorDataset(torch.randn(3, 3, S, S)), batch_size=2, collate_fn=lambda rows: torch.stack([r[0] for r in rows]))
+    images = DataLoader(
+        TensorDataset(torch.randn(3, 3, S, S)), batch_size=2, collate_fn=lambda rows: torch.stack([r[0] for r in rows])
+    )
     preds = trainer.predict(module, dataloaders=images)
     assert [p.shape for p in preds] == [(2, 98, 2), (1, 98, 2)]
 
@@ -147,12 +157,21 @@ def test_training_without_targets_says_how_to_get_them() -> None:
 def test_encoded_loaders_train_on_plain_dataloaders() -> None:
     codec = _codec()
     module = _module(codec, Recorder)
-    data = [{"image": torch.randn(3, S, S), "landmarks": torch.rand(98, 2) * S, "subsets": torch.zeros(6, dtype=torch.bool),
-             "index": torch.tensor(i)} for i in range(4)]
+    data = [
+        {
+            "image": torch.randn(3, S, S),
+            "landmarks": torch.rand(98, 2) * S,
+            "subsets": torch.zeros(6, dtype=torch.bool),
+            "index": torch.tensor(i),
+        }
+        for i in range(4)
+    ]
     loader = DataLoader(data, batch_size=2)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*num_workers.*")
-        _trainer(max_steps=2, limit_val_batches=1, val_check_interval=2).fit(module, datamodule=EncodedLoaders(codec, train=loader, val=loader))
+        _trainer(max_steps=2, limit_val_batches=1, val_check_interval=2).fit(
+            module, datamodule=EncodedLoaders(codec, train=loader, val=loader)
+        )
     assert len(module.seen["train"]) == 2 and len(module.seen["val"]) == 1
 
 

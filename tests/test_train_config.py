@@ -53,8 +53,14 @@ def test_without_the_quickstart_a_real_dataset_gets_the_base_sizes():
 def test_hih_train_on_wflw_stops_before_training(tmp_path):
     # Without HYDRA_FULL_ERROR (CI exports it): the user's view, the message alone.
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"WANDB_MODE": "offline"}
-    proc = subprocess.run([str(BIN / "hih-train"), "data=wflw", f"hydra.run.dir={tmp_path / 'run'}"], env=env,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [str(BIN / "hih-train"), "data=wflw", f"hydra.run.dir={tmp_path / 'run'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "experiment=paper/wflw" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "csv").exists()
@@ -114,7 +120,9 @@ def test_hih_train_returns_the_tested_checkpoints_validation_nme(tmp_path):
     # The checkpoint describes its model; another method on the same network re-decodes it.
     from hih.inference import build_model
 
-    redecoded = compose("predict", [f"ckpt_path={best}", f"input_dir={tmp_path}", "model=dark"], output_dir=tmp_path / "p")
+    redecoded = compose(
+        "predict", [f"ckpt_path={best}", f"input_dir={tmp_path}", "model=dark"], output_dir=tmp_path / "p"
+    )
     net, codec = build_model(redecoded)
     assert redecoded.model.name == "dark" and codec.decoder == "dark"
     assert redecoded.model.channels == 16 and codec.input_size == 64 and codec.heatmap_size == 16

@@ -41,8 +41,9 @@ def channel_centroids(img: np.ndarray) -> np.ndarray:
 
 
 def test_flip_reindexes_with_flip_perm() -> None:
-    tf = TrainTransform(64, PERM, aug=dict(GEOMETRY_ONLY, flip_prob=1.0, rotation_prob=0.0, scale_jitter=0.0,
-                                           shift_jitter=0.0))
+    tf = TrainTransform(
+        64, PERM, aug=dict(GEOMETRY_ONLY, flip_prob=1.0, rotation_prob=0.0, scale_jitter=0.0, shift_jitter=0.0)
+    )
     img, pts, m = tf(three_blobs(), POINTS, BBOX, sample_rng(0, 0, 0))
     plain = EvalTransform(64)(three_blobs(), POINTS, BBOX)[1]
     # output landmark j is the mirror of input landmark PERM[j]
@@ -56,8 +57,9 @@ def test_flip_reindexes_with_flip_perm() -> None:
 @pytest.mark.parametrize("index", range(6))
 def test_random_geometry_blob_test(index: int) -> None:
     # full-strength geometry (flip, +-30 deg, scale/shift jitter), photometric off
-    tf = TrainTransform(96, PERM, aug=dict(GEOMETRY_ONLY, flip_prob=0.5, rotation_prob=1.0, scale_jitter=0.1,
-                                           shift_jitter=0.05))
+    tf = TrainTransform(
+        96, PERM, aug=dict(GEOMETRY_ONLY, flip_prob=0.5, rotation_prob=1.0, scale_jitter=0.1, shift_jitter=0.05)
+    )
     rng = sample_rng(7, 3, index)
     g = tf.sample_geometry(sample_rng(7, 3, index))
     img, pts, _ = tf(three_blobs(), POINTS, BBOX, rng)
@@ -67,8 +69,7 @@ def test_random_geometry_blob_test(index: int) -> None:
 
 
 def test_same_seed_epoch_index_same_sample_and_albumentations_is_stateless() -> None:
-    tf = TrainTransform(48, PERM, aug=dict(occlusion_prob=1.0, blur_prob=1.0, color_prob=1.0, saturation=0.2,
-                                           hue=0.02))
+    tf = TrainTransform(48, PERM, aug=dict(occlusion_prob=1.0, blur_prob=1.0, color_prob=1.0, saturation=0.2, hue=0.02))
     rgb = np.random.default_rng(1).integers(0, 255, size=(110, 120, 3), dtype=np.uint8)
     a_img, a_pts, a_m = tf(rgb, POINTS, BBOX, sample_rng(3, 1, 5))
     # disturb every global random state and run other samples in between
@@ -95,9 +96,20 @@ def test_augmentation_rates_follow_config() -> None:
     assert scales.min() >= 1.25 * 0.95 - 1e-9 and scales.max() <= 1.25 * 1.05 + 1e-9 and scales.std() > 0
 
     # occlusion: a rectangle of one colour appears in about half of the samples
-    occ = TrainTransform(32, PERM, aug=dict(occlusion_prob=0.5, occlusion_size=(0.3, 0.3), blur_prob=0.0,
-                                            color_prob=0.0, flip_prob=0.0, rotation_prob=0.0, scale_jitter=0.0,
-                                            shift_jitter=0.0))
+    occ = TrainTransform(
+        32,
+        PERM,
+        aug=dict(
+            occlusion_prob=0.5,
+            occlusion_size=(0.3, 0.3),
+            blur_prob=0.0,
+            color_prob=0.0,
+            flip_prob=0.0,
+            rotation_prob=0.0,
+            scale_jitter=0.0,
+            shift_jitter=0.0,
+        ),
+    )
     src = np.random.default_rng(2).integers(0, 255, size=(110, 120, 3), dtype=np.uint8)
     clean = EvalTransform(32)(src, POINTS, BBOX)[0]
     changed = [not np.array_equal(occ(src, POINTS, BBOX, sample_rng(0, 0, i))[0], clean) for i in range(60)]

@@ -79,7 +79,9 @@ def test_detect_every_k_frames_carries_the_boxes(tmp_path, predictor):
         return predictor.detector(image)
 
     clip = _clip(tmp_path / "clip.mp4")
-    result = predict_video(replace(predictor, detector=counting), clip, tmp_path / "out", detect_every=3, draw=False, progress=False)
+    result = predict_video(
+        replace(predictor, detector=counting), clip, tmp_path / "out", detect_every=3, draw=False, progress=False
+    )
     assert len(calls) == 4  # frames 0, 3, 6, 9
     boxes = [json.loads(p.read_text())["faces"][0]["box"] for p in sorted((tmp_path / "out" / "frames").glob("*.json"))]
     assert boxes[0] == boxes[1] == boxes[2] != boxes[3]
@@ -123,8 +125,19 @@ def test_cli_takes_a_video_as_input(tmp_path, monkeypatch, capsys):
     clip = _clip(tmp_path / "clip.mp4")
     run = tmp_path / "run"
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["hih-predict", *TINY, f"ckpt_path={ckpt}", f"input={clip}", "detect_every=2",
-                                      "progress=false", f"hydra.run.dir={run}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "hih-predict",
+            *TINY,
+            f"ckpt_path={ckpt}",
+            f"input={clip}",
+            "detect_every=2",
+            "progress=false",
+            f"hydra.run.dir={run}",
+        ],
+    )
     predict_cli.main()
     saved = json.loads((run / "predictions.json").read_text())
     assert saved["video"]["frames"] == 10 and saved["video"]["detect_every"] == 2

@@ -34,8 +34,8 @@ def read_records(path: Path):
         if block - pos % block < 7:  # a block's tail too short for a chunk header is zero padding
             pos += block - pos % block
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        pending += data[pos + 7:pos + 7 + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
             record = pb.Record()
@@ -160,7 +160,9 @@ def test_offline_run_holds_metrics_config_plots_and_table(wandb_env, data_dir, t
     # A second run in the same process (as in a Hydra multirun) gets a run of its own.
     second_dir = tmp_path / "second"
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    cfg = compose("train", tiny(data_dir, "model=wsm", "logger=wandb", "train=false", f"ckpt_path={ckpt}"), output_dir=second_dir)
+    cfg = compose(
+        "train", tiny(data_dir, "model=wsm", "logger=wandb", "train=false", f"ckpt_path={ckpt}"), output_dir=second_dir
+    )
     second = train(cfg)
     wandb.teardown()
     (offline2,) = (second_dir / "wandb").glob("offline-run-*")

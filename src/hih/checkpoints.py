@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +28,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling refused or corrupt file: say which file
-        raise RuntimeError(f"cannot load checkpoint {path} as plain tensors (weights_only=True): {_reason(err)}") from err
+        raise RuntimeError(
+            f"cannot load checkpoint {path} as plain tensors (weights_only=True): {_reason(err)}"
+        ) from err
     if not isinstance(ckpt, dict):
         raise RuntimeError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict with 'state_dict'")
     return ckpt.get("state_dict", ckpt)
@@ -50,8 +51,13 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    reshaped = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    reshaped = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or reshaped:
+
         def show(keys: list[str]) -> str:
             return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "") if keys else "none"
 
@@ -95,7 +101,9 @@ def describe(cfg) -> dict:
 
     record = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "data": _keep_references(OmegaConf.to_container(cfg.data, resolve=False), OmegaConf.to_container(cfg.data, resolve=True)),
+        "data": _keep_references(
+            OmegaConf.to_container(cfg.data, resolve=False), OmegaConf.to_container(cfg.data, resolve=True)
+        ),
     }
     if "labels" in cfg:
         record["labels"] = OmegaConf.to_container(cfg.labels, resolve=True)
@@ -119,7 +127,9 @@ def read_config(path: str | Path) -> dict | None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
-        raise RuntimeError(f"cannot load checkpoint {path} as plain tensors (weights_only=True): {_reason(err)}") from err
+        raise RuntimeError(
+            f"cannot load checkpoint {path} as plain tensors (weights_only=True): {_reason(err)}"
+        ) from err
     return ckpt.get(CONFIG_KEY) if isinstance(ckpt, dict) else None
 
 
@@ -156,8 +166,10 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
             # Another method on the same network (baseline -> wsm / dark / soft_argmax): a re-decode.
             redecode = composed.model.net.get("head") == ckpt.model.net.get("head")
             if not redecode:
-                disagree.append(f"model={composed.model.name} (checkpoint: model={ckpt.model.name}; "
-                                f"network head {composed.model.net.get('head')} vs {ckpt.model.net.get('head')})")
+                disagree.append(
+                    f"model={composed.model.name} (checkpoint: model={ckpt.model.name}; "
+                    f"network head {composed.model.net.get('head')} vs {ckpt.model.net.get('head')})"
+                )
         elif key != "model" and (key.startswith("model.") or key in ("data.input_size", "data.heatmap_size")):
             mine = _plain(OmegaConf.select(composed, key))
             theirs = _plain(OmegaConf.select(ckpt, key, default="<absent>"))

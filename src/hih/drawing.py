@@ -23,15 +23,35 @@ def _run(a: int, b: int) -> tuple[int, ...]:
 #: Layout name -> (polyline indices, closed) for each contour; checked against the landmark count.
 CONTOURS: dict[str, tuple[int, tuple[tuple[tuple[int, ...], bool], ...]]] = {
     # WFLW, 98 points: jaw 0-32, brows 33-41 / 42-50, nose 51-59, eyes 60-67 / 68-75, lips 76-95.
-    "wflw": (98, (
-        (_run(0, 32), False), (_run(33, 41), True), (_run(42, 50), True), (_run(51, 54), False),
-        (_run(55, 59), False), (_run(60, 67), True), (_run(68, 75), True), (_run(76, 87), True), (_run(88, 95), True),
-    )),
+    "wflw": (
+        98,
+        (
+            (_run(0, 32), False),
+            (_run(33, 41), True),
+            (_run(42, 50), True),
+            (_run(51, 54), False),
+            (_run(55, 59), False),
+            (_run(60, 67), True),
+            (_run(68, 75), True),
+            (_run(76, 87), True),
+            (_run(88, 95), True),
+        ),
+    ),
     # 300W (iBUG 68): jaw 0-16, brows 17-21 / 22-26, nose 27-35, eyes 36-41 / 42-47, lips 48-67.
-    "300w": (68, (
-        (_run(0, 16), False), (_run(17, 21), False), (_run(22, 26), False), (_run(27, 30), False),
-        (_run(31, 35), False), (_run(36, 41), True), (_run(42, 47), True), (_run(48, 59), True), (_run(60, 67), True),
-    )),
+    "300w": (
+        68,
+        (
+            (_run(0, 16), False),
+            (_run(17, 21), False),
+            (_run(22, 26), False),
+            (_run(27, 30), False),
+            (_run(31, 35), False),
+            (_run(36, 41), True),
+            (_run(42, 47), True),
+            (_run(48, 59), True),
+            (_run(60, 67), True),
+        ),
+    ),
 }
 
 _POINT = (255, 40, 40)
@@ -72,8 +92,16 @@ def draw_faces(
             cv2.rectangle(canvas, _px(box[0], box[1]), _px(box[2], box[3]), _BOX, width, cv2.LINE_AA)
             if face.get("score") is not None:
                 scale = max(0.35, size / 400)
-                cv2.putText(canvas, f"{face['score']:.2f}", _px(box[0], box[1] - 3 * width), cv2.FONT_HERSHEY_SIMPLEX,
-                            scale, _BOX, max(1, width), cv2.LINE_AA)
+                cv2.putText(
+                    canvas,
+                    f"{face['score']:.2f}",
+                    _px(box[0], box[1] - 3 * width),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    scale,
+                    _BOX,
+                    max(1, width),
+                    cv2.LINE_AA,
+                )
         if lines and layout in CONTOURS and CONTOURS[layout][0] == len(pts):
             for idx, closed in CONTOURS[layout][1]:
                 poly = np.round(pts[list(idx)] - 0.5).astype(np.int32)
@@ -124,6 +152,14 @@ def contact_sheet(thumbs: Sequence[tuple[str, np.ndarray]], path: str | Path, co
         r, c = divmod(i, cols)
         y, x = r * (side + label_h), c * side
         sheet[y : y + side, x : x + side] = thumb
-        cv2.putText(sheet, label[: max(4, side // 8)], (x + 3, y + side + label_h - 4), cv2.FONT_HERSHEY_SIMPLEX,
-                    label_h / 30, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            sheet,
+            label[: max(4, side // 8)],
+            (x + 3, y + side + label_h - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            label_h / 30,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return write_image(path, sheet)

@@ -29,7 +29,7 @@ class OnnxNet(nn.Module):
         self.head_key = getattr(net, "head_key", None)
 
     def output_names(self) -> list[str]:
-        """"heatmap" plus the head's output under the key its method registers (ModelOutput.head_key)."""
+        """ "heatmap" plus the head's output under the key its method registers (ModelOutput.head_key)."""
         return ["heatmap"] + ([self.head_key] if self.head_key else [])
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -51,13 +51,25 @@ def export_onnx(net: nn.Module, path: str | Path, input_size: int, opset: int = 
         warnings.simplefilter("ignore")  # tracer chatter about shape checks, which are static here
         if dynamo:
             torch.onnx.export(
-                wrapped, example, str(path), input_names=["image"], output_names=names, opset_version=opset,
-                dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=4096)}}, dynamo=True,
+                wrapped,
+                example,
+                str(path),
+                input_names=["image"],
+                output_names=names,
+                opset_version=opset,
+                dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=4096)}},
+                dynamo=True,
             )
         else:
             torch.onnx.export(
-                wrapped, example, str(path), input_names=["image"], output_names=names, opset_version=opset,
-                dynamic_axes={n: {0: "batch"} for n in ["image", *names]}, dynamo=False,
+                wrapped,
+                example,
+                str(path),
+                input_names=["image"],
+                output_names=names,
+                opset_version=opset,
+                dynamic_axes={n: {0: "batch"} for n in ["image", *names]},
+                dynamo=False,
             )
     return path
 
@@ -85,7 +97,9 @@ def check_onnx(path: str | Path, net: nn.Module, codec: Codec, batch_sizes=(1, 3
         theirs = [torch.from_numpy(np.asarray(a)) for a in session.run(names, {"image": image.numpy()})]
         for name, a, t in zip(names, ours, theirs):
             if a.shape != t.shape:
-                raise AssertionError(f"ONNX output {name} has shape {tuple(t.shape)}, PyTorch {tuple(a.shape)} (batch {b})")
+                raise AssertionError(
+                    f"ONNX output {name} has shape {tuple(t.shape)}, PyTorch {tuple(a.shape)} (batch {b})"
+                )
             diffs[name] = max(diffs[name], float((a - t).abs().max()))
         lm_ours = codec.decode(dict(zip(names, ours)))
         lm_theirs = codec.decode(dict(zip(names, theirs)))
@@ -93,7 +107,9 @@ def check_onnx(path: str | Path, net: nn.Module, codec: Codec, batch_sizes=(1, 3
         # runtime (a whole cell apart): count such ties, compare the landmarks of all others.
         tie = torch.zeros(ours[0].shape[:2], dtype=torch.bool)
         for name, a, t in zip(names, ours, theirs):
-            if name == "heatmap" or (name == wrapped.head_key and head_output(name).head_is_heatmap):  # argmax-decoded maps
+            if name == "heatmap" or (
+                name == wrapped.head_key and head_output(name).head_is_heatmap
+            ):  # argmax-decoded maps
                 tie |= _argmax_ties(a, t, tolerance=max(diffs[name], 1e-7) * 2)
         diffs["argmax_ties"] += float(tie.sum())
         keep = ~tie

@@ -91,7 +91,9 @@ def build_model(cfg) -> tuple[nn.Module, Codec]:
     net = instantiate(cfg.model.net)
     codec = instantiate(cfg.model.codec)
     # The full LightningModule, so the checkpoint's keys are checked exactly as hih-eval does.
-    module = instantiate(cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False)
+    module = instantiate(
+        cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False
+    )
     if cfg.get("ckpt_path"):
         load_weights(module, cfg.ckpt_path)
     return module.net.eval(), codec
@@ -103,7 +105,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but no CUDA device is available; use device=cpu or device=auto")
+        raise RuntimeError(
+            f"device {device!r} asked for, but no CUDA device is available; use device=cpu or device=auto"
+        )
     return dev
 
 
@@ -189,7 +193,9 @@ class Predictor:
     def crop_box(self, face: Face) -> np.ndarray:
         return self.box_map(face.box) if (self.box_map is not None and face.score is not None) else face.box
 
-    def predict(self, images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]] | None = None) -> list[list[FacePrediction]]:
+    def predict(
+        self, images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]] | None = None
+    ) -> list[list[FacePrediction]]:
         """Landmarks of every face of every image, all faces batched together for the net.
         ``faces``: per image, its faces; None: detect them."""
         if faces is None:
@@ -297,8 +303,10 @@ def predict_photos(
                     thumbs.append((path.name, thumbnail(drawn, 240)))
     if paths and not result["images"]:
         write_predictions(output_dir / "predictions.json", result)
-        raise ValueError(f"none of the {len(paths)} input images could be read: "
-                         + "; ".join(f"{e['image']}: {e['reason']}" for e in result["errors"][:3]))
+        raise ValueError(
+            f"none of the {len(paths)} input images could be read: "
+            + "; ".join(f"{e['image']}: {e['reason']}" for e in result["errors"][:3])
+        )
     if draw and sheet and len(thumbs) > 1:
         contact_sheet(thumbs, output_dir / "contact_sheet.jpg")
     write_predictions(output_dir / "predictions.json", result)
@@ -329,9 +337,19 @@ def predict_folder(
         folder = input_dir if input_dir.is_dir() else input_dir.parent
         missing = [n for n in boxes if not (folder / n).is_file()]
         if missing:
-            raise FileNotFoundError(f"{boxes_file} names images not in {folder}: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+            raise FileNotFoundError(
+                f"{boxes_file} names images not in {folder}: {', '.join(missing[:5])}"
+                + (" ..." if len(missing) > 5 else "")
+            )
         paths = [folder / n for n in boxes]
     else:
         paths = resolve_input(input_dir)[1]
-    predictor = Predictor(net, codec, None if boxes is not None else get_detector(detector), crop_scale, batch_size=batch_size, device=device)
+    predictor = Predictor(
+        net,
+        codec,
+        None if boxes is not None else get_detector(detector),
+        crop_scale,
+        batch_size=batch_size,
+        device=device,
+    )
     return predict_photos(predictor, paths, output_dir, boxes=boxes, draw=draw, **options)

@@ -28,8 +28,18 @@ from torch import Tensor
 
 from hih.models.output import ModelOutput
 
-__all__ = ["LOSS_WEIGHTS", "STACK_REDUCTIONS", "LandmarkLoss", "decimal_kl", "decimal_soft_cls", "heatmap_l2", "offset_l2",
-           "offset_map_smooth_l1", "require_target", "resolve_loss_weights"]
+__all__ = [
+    "LOSS_WEIGHTS",
+    "STACK_REDUCTIONS",
+    "LandmarkLoss",
+    "decimal_kl",
+    "decimal_soft_cls",
+    "heatmap_l2",
+    "offset_l2",
+    "offset_map_smooth_l1",
+    "require_target",
+    "resolve_loss_weights",
+]
 
 #: The options every method shares: heatmap / head: multipliers of the two terms; stack_reduction:
 #: "sum" | "mean" of the per-stack heatmap L2. A head's own options (HIH's ``decimal_loss``, WOM's
@@ -61,7 +71,9 @@ def _landmark_mean(per_landmark: Tensor, weight: Tensor) -> Tensor:
 
 def _check_same(name: str, pred: Tensor, target: Tensor) -> None:
     if pred.shape != target.shape:
-        raise ValueError(f"{name}: prediction shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
+        raise ValueError(
+            f"{name}: prediction shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}"
+        )
 
 
 def heatmap_l2(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
@@ -114,7 +126,9 @@ def offset_map_smooth_l1(pred: Tensor, target: Tensor, mask: Tensor, beta: float
     """
     _check_same("offset_map", pred, target)
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2:] != pred.shape[2:] or mask.shape[0] != pred.shape[0]:
-        raise ValueError(f"offset_mask must be (B, 1, H, W) = ({pred.shape[0]}, 1, {pred.shape[2]}, {pred.shape[3]}), got {tuple(mask.shape)}")
+        raise ValueError(
+            f"offset_mask must be (B, 1, H, W) = ({pred.shape[0]}, 1, {pred.shape[2]}, {pred.shape[3]}), got {tuple(mask.shape)}"
+        )
     m = mask.float().expand_as(pred)
     per_cell = F.smooth_l1_loss(pred.float(), target.float(), reduction="none", beta=beta)
     per_cell = torch.where(m > 0, per_cell * m, per_cell.new_zeros(()))
@@ -124,7 +138,9 @@ def offset_map_smooth_l1(pred: Tensor, target: Tensor, mask: Tensor, beta: float
 def require_target(targets: Mapping[str, Tensor], key: str, head_key: str | None) -> Tensor:
     """``targets[key]``, or a KeyError naming the head that needs it and what the codec gave."""
     if key not in targets:
-        raise KeyError(f"targets lack {key!r} (needed for head {head_key!r}); the codec's encode returned {sorted(targets)}")
+        raise KeyError(
+            f"targets lack {key!r} (needed for head {head_key!r}); the codec's encode returned {sorted(targets)}"
+        )
     return targets[key]
 
 
@@ -140,11 +156,23 @@ class LandmarkLoss:
     returns ``{"heatmap": ..., <head_key>: ..., "loss": ...}``, scalar tensors.
     """
 
-    def __init__(self, head_term, head_key: str | None, heatmap: float = 1.0, head: float = 1.0,
-                 stack_reduction: str = "sum", options: Mapping[str, object] | None = None):
+    def __init__(
+        self,
+        head_term,
+        head_key: str | None,
+        heatmap: float = 1.0,
+        head: float = 1.0,
+        stack_reduction: str = "sum",
+        options: Mapping[str, object] | None = None,
+    ):
         self.head_term, self.head_key = head_term, head_key
         self.heatmap_weight, self.head_weight, self.stack_reduction = float(heatmap), float(head), stack_reduction
-        self.options = {"heatmap": self.heatmap_weight, "head": self.head_weight, "stack_reduction": stack_reduction, **(options or {})}
+        self.options = {
+            "heatmap": self.heatmap_weight,
+            "head": self.head_weight,
+            "stack_reduction": stack_reduction,
+            **(options or {}),
+        }
 
     def __call__(self, output: ModelOutput, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         if not output.heatmaps:
@@ -154,7 +182,9 @@ class LandmarkLoss:
         target_heatmap = require_target(targets, "heatmap", output.head_key)
         weight = require_target(targets, "weight", output.head_key)
         if weight.shape != target_heatmap.shape[:2]:
-            raise ValueError(f"targets['weight'] must be (B, N) = {tuple(target_heatmap.shape[:2])}, got {tuple(weight.shape)}")
+            raise ValueError(
+                f"targets['weight'] must be (B, N) = {tuple(target_heatmap.shape[:2])}, got {tuple(weight.shape)}"
+            )
         weight = weight.float()
 
         per_stack = torch.stack([heatmap_l2(h, target_heatmap, weight) for h in output.heatmaps])

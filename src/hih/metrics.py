@@ -16,7 +16,15 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["FaceAlignmentMetrics", "PerFaceResults", "auc_from_errors", "ced", "failure_rate", "per_sample_nme", "threshold_suffix"]
+__all__ = [
+    "FaceAlignmentMetrics",
+    "PerFaceResults",
+    "auc_from_errors",
+    "ced",
+    "failure_rate",
+    "per_sample_nme",
+    "threshold_suffix",
+]
 
 
 def _check_landmarks(name: str, value: Tensor) -> None:
@@ -221,7 +229,9 @@ class PerFaceResults:
         self.predictions = parts["pred"].cpu()
         self.targets = parts["target"].cpu()
         k = len(self.subset_names)
-        self.subsets = parts["subsets"].cpu().bool() if "subsets" in parts else torch.zeros(len(self.errors), k, dtype=torch.bool)
+        self.subsets = (
+            parts["subsets"].cpu().bool() if "subsets" in parts else torch.zeros(len(self.errors), k, dtype=torch.bool)
+        )
         self.indices = parts["index"].cpu() if "index" in parts else None
         self._buffers = {}
 
@@ -271,7 +281,9 @@ def decimal_hits(pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, 
     return hit.sum(), vis.sum().double()
 
 
-def offset_error_map(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def offset_error_map(
+    pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Per-landmark offset errors in heatmap cells: (error (B, N) float64, 0 where invisible; visible (B, N) bool).
 
     WOV: pred, target (B, N, 2) offset values (``OffsetValueCodec.encode(...)["offset"]``), ``cells`` None.
@@ -282,13 +294,19 @@ def offset_error_map(pred: Tensor, target: Tensor, weight: Tensor, cells: Tensor
     """
     if cells is None:
         if pred.ndim != 3 or pred.shape[-1] != 2 or pred.shape != target.shape:
-            raise ValueError(f"WOV offsets must be (B, N, 2) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"WOV offsets must be (B, N, 2) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
     else:
         if pred.ndim != 4 or pred.shape[1] != 2 or pred.shape != target.shape:
-            raise ValueError(f"WOM offset maps must be (B, 2, H, W) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"WOM offset maps must be (B, 2, H, W) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         b, _, h, w = pred.shape
         if cells.ndim != 3 or cells.shape[0] != b or cells.shape[-1] != 2:
-            raise ValueError(f"cells must be (B, N, 2) (x, y) target cells with B = {b}, got shape {tuple(cells.shape)}")
+            raise ValueError(
+                f"cells must be (B, N, 2) (x, y) target cells with B = {b}, got shape {tuple(cells.shape)}"
+            )
         flat = (cells[..., 1].clamp(0, h - 1) * w + cells[..., 0].clamp(0, w - 1)).long()  # (B, N)
         index = flat.unsqueeze(1).expand(-1, 2, -1)
 
@@ -344,24 +362,34 @@ class HeadMetricMeter(Metric):
 
     def update(self, value: Tensor, visible: Tensor, subsets: Tensor | None = None) -> None:
         if value.ndim != 2 or visible.shape != value.shape:
-            raise ValueError(f"value and visible must be (B, N) of the same shape, got {tuple(value.shape)} and {tuple(visible.shape)}")
+            raise ValueError(
+                f"value and visible must be (B, N) of the same shape, got {tuple(value.shape)} and {tuple(visible.shape)}"
+            )
         b, k = value.shape[0], len(self.subset_names)
         if subsets is None:
             if k:
                 raise ValueError(f"subsets (B, {k}) bool is required: this metric reports subsets {self.subset_names}")
             subsets = torch.zeros(b, 0, dtype=torch.bool, device=value.device)
         if subsets.shape != (b, k):
-            raise ValueError(f"subsets must be (B, K) = ({b}, {k}) for subsets {self.subset_names}, got shape {tuple(subsets.shape)}")
+            raise ValueError(
+                f"subsets must be (B, K) = ({b}, {k}) for subsets {self.subset_names}, got shape {tuple(subsets.shape)}"
+            )
         vis = visible.detach().bool()
         face_total = torch.where(vis, value.detach().double(), 0.0).sum(1)  # (B,)
         face_count = vis.sum(1).double()
         # Column 0 is the full set, then one column per subset: (K + 1, B) @ (B,) sums the faces of each.
-        member = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=vis.device), subsets.to(vis.device).bool()], 1).double().T
+        member = (
+            torch.cat([torch.ones(b, 1, dtype=torch.bool, device=vis.device), subsets.to(vis.device).bool()], 1)
+            .double()
+            .T
+        )
         self.total += (member @ face_total).to(self.total.device)
         self.count += (member @ face_count).to(self.count.device)
 
     def compute(self) -> dict[str, Tensor]:
-        mean = torch.where(self.count > 0, self.total / self.count.clamp(min=1), torch.full_like(self.total, float("nan")))
+        mean = torch.where(
+            self.count > 0, self.total / self.count.clamp(min=1), torch.full_like(self.total, float("nan"))
+        )
         return {"": mean[0], **{f"/{name}": mean[i + 1] for i, name in enumerate(self.subset_names)}}
 
 

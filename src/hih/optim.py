@@ -71,7 +71,9 @@ def as_partial(spec: Any, what: str) -> tuple[Callable | None, dict | None]:
         pass
     if isinstance(spec, Mapping):
         if "_target_" not in spec:
-            raise ValueError(f"{what} must be a Hydra _partial_ target ({{_target_: ..., _partial_: true, ...}}) or a callable, got keys {sorted(spec)}")
+            raise ValueError(
+                f"{what} must be a Hydra _partial_ target ({{_target_: ..., _partial_: true, ...}}) or a callable, got keys {sorted(spec)}"
+            )
         from hydra.utils import instantiate
 
         return instantiate({**spec, "_partial_": True}), dict(spec)
@@ -87,7 +89,9 @@ def _warmup(warmup_steps: int) -> Callable[[int], float]:
     return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
-def step_decay(optimizer: Optimizer, steps_per_epoch: int, step_size: int = 50, gamma: float = 0.1, warmup_steps: int = 0) -> LRScheduler:
+def step_decay(
+    optimizer: Optimizer, steps_per_epoch: int, step_size: int = 50, gamma: float = 0.1, warmup_steps: int = 0
+) -> LRScheduler:
     """Multiply the lr by ``gamma`` every ``step_size`` epochs (the paper: /10 every 50), counted in
     optimizer steps; linear warm-up over ``warmup_steps``."""
     step_size, gamma = int(step_size), float(gamma)

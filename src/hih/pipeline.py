@@ -39,7 +39,9 @@ def build(cfg: DictConfig, with_callbacks: bool = True) -> Parts:
     datamodule = instantiate(cfg.data.datamodule, _convert_="all")
     net = instantiate(cfg.model.net)
     codec = instantiate(cfg.model.codec)
-    module = instantiate(cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False)
+    module = instantiate(
+        cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False
+    )
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks")) if with_callbacks else []
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -48,7 +50,9 @@ def build(cfg: DictConfig, with_callbacks: bool = True) -> Parts:
     return Parts(datamodule, module, trainer, loggers)
 
 
-def compose(config_name: str = "train", overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
+def compose(
+    config_name: str = "train", overrides: list[str] | None = None, output_dir: str | Path | None = None
+) -> DictConfig:
     """Compose a config as the CLI would, outside a Hydra app (tests, notebooks).
 
     ``paths.output_dir`` defaults to ``${hydra:runtime.output_dir}``, which only a running Hydra app
@@ -114,7 +118,9 @@ def fit_and_test(cfg: DictConfig) -> tuple[dict[str, float], dict[str, float]]:
             return fitted, {}
         # The best checkpoint of this fit; without fitting (train=false), the given ckpt_path.
         best = getattr(parts.trainer.checkpoint_callback, "best_model_path", "") if cfg.train else ckpt
-        parts.trainer.test(parts.module, datamodule=parts.datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
+        parts.trainer.test(
+            parts.module, datamodule=parts.datamodule, ckpt_path=best or None, weights_only=True, verbose=False
+        )
         return fitted, report(parts, out, cfg.plot_samples, title=f"{cfg.model.name} on {cfg.data.name}")
 
 
@@ -178,7 +184,11 @@ def check_accelerator(cfg: DictConfig) -> None:
         return
     paper = "paper" in (cfg.get("tags") or [])
     raise RuntimeError(
-        ("the paper experiments (experiment=paper/*) train on a GPU" if paper else f"trainer.accelerator={accelerator} asks for a GPU")
+        (
+            "the paper experiments (experiment=paper/*) train on a GPU"
+            if paper
+            else f"trainer.accelerator={accelerator} asks for a GPU"
+        )
         + ", and this machine has none (torch.cuda.is_available() is False); for a CPU try, add trainer=cpu"
         + (" (slow: 256 px input, 150 epochs)" if paper else "")
     )

@@ -36,7 +36,9 @@ def _writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.VideoWri
         writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), fps, size)
         if writer.isOpened():
             return writer, out
-    raise OSError(f"OpenCV cannot write a video to {path.with_suffix('.mp4')} (mp4v) or {path.with_suffix('.avi')} (MJPG)")
+    raise OSError(
+        f"OpenCV cannot write a video to {path.with_suffix('.mp4')} (mp4v) or {path.with_suffix('.avi')} (MJPG)"
+    )
 
 
 def predict_video(
@@ -71,7 +73,9 @@ def predict_video(
     index = faces_seen = bad_run = blank_frames = 0
     size: tuple[int, int] | None = None
     batch: list[tuple[int, np.ndarray, list[Face]]] = []
-    bar = tqdm(total=total or None, unit="frame", desc=f"hih-predict {path.name}", disable=not progress, mininterval=1.0)
+    bar = tqdm(
+        total=total or None, unit="frame", desc=f"hih-predict {path.name}", disable=not progress, mininterval=1.0
+    )
 
     def flush() -> None:
         nonlocal writer, out_path, last_drawn, faces_seen
@@ -85,7 +89,9 @@ def predict_video(
             if draw:
                 last_drawn = draw_faces(image, [f.drawable() for f in faces], layout, lines=lines)
                 if writer is None:
-                    writer, out_path = _writer(output_dir / f"{path.stem}_landmarks", fps, (image.shape[1], image.shape[0]))
+                    writer, out_path = _writer(
+                        output_dir / f"{path.stem}_landmarks", fps, (image.shape[1], image.shape[0])
+                    )
                     for _ in range(blank_frames):  # undecodable frames before the first good one: black
                         writer.write(np.zeros((image.shape[0], image.shape[1], 3), np.uint8))
                 writer.write(cv2.cvtColor(last_drawn, cv2.COLOR_RGB2BGR))
@@ -104,7 +110,16 @@ def predict_video(
                     flush()
                     errors.append({"frame": index, "reason": "frame cannot be decoded"})
                     (frames_dir / f"{path.stem}_{index:06d}.json").write_text(
-                        json.dumps({"frame": index, "time": round(index / fps, 4), "faces": [], "error": "frame cannot be decoded"}) + "\n")
+                        json.dumps(
+                            {
+                                "frame": index,
+                                "time": round(index / fps, 4),
+                                "faces": [],
+                                "error": "frame cannot be decoded",
+                            }
+                        )
+                        + "\n"
+                    )
                     if draw and writer is not None and last_drawn is not None:
                         writer.write(cv2.cvtColor(last_drawn, cv2.COLOR_RGB2BGR))
                     elif draw:
@@ -114,7 +129,9 @@ def predict_video(
                     continue
                 break
             bad_run = 0
-            image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+            image = (
+                cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+            )
             size = size or (image.shape[1], image.shape[0])
             if index % detect_every == 0:
                 carried = predictor.detect(image)
@@ -132,11 +149,22 @@ def predict_video(
     if index == 0 or size is None:
         raise OSError(f"no frame of {path} could be decoded")
     if errors:
-        log.warning(f"{path}: {len(errors)} frame(s) could not be decoded and were skipped: "
-                    + ", ".join(str(e["frame"]) for e in errors[:10]) + (" ..." if len(errors) > 10 else ""))
+        log.warning(
+            f"{path}: {len(errors)} frame(s) could not be decoded and were skipped: "
+            + ", ".join(str(e["frame"]) for e in errors[:10])
+            + (" ..." if len(errors) > 10 else "")
+        )
     result = {
-        "video": {"name": path.name, "width": size[0], "height": size[1], "fps": round(float(fps), 3), "frames": index,
-                  "faces": faces_seen, "detect_every": int(detect_every), "annotated": out_path.name if out_path else None},
+        "video": {
+            "name": path.name,
+            "width": size[0],
+            "height": size[1],
+            "fps": round(float(fps), 3),
+            "frames": index,
+            "faces": faces_seen,
+            "detect_every": int(detect_every),
+            "annotated": out_path.name if out_path else None,
+        },
         "errors": errors,
         "settings": dict(predictor.settings),
     }

@@ -13,7 +13,9 @@ from hih.methods import head_output
 from hih.metrics import per_sample_nme
 
 
-def write_test_figures(module, datamodule, output_dir: Path, plot_samples: int, title: str | None = None) -> dict[str, Path]:
+def write_test_figures(
+    module, datamodule, output_dir: Path, plot_samples: int, title: str | None = None
+) -> dict[str, Path]:
     """After trainer.test: ``{"test/ced": ced.png, "test/predictions": predictions.png}`` in ``output_dir``
     (no predictions with ``plot_samples <= 0``)."""
     errors = module.test_errors_by_subset()
@@ -36,8 +38,14 @@ def draw_samples(module, datamodule, path: Path, count: int) -> Path | None:
     nme = per_sample_nme(pred, batch["landmarks"], module.norm_pair).numpy()
     landmark = int(module.norm_pair[0])  # an eye corner: well defined on every layout
     heat = output.heatmaps[-1][:, landmark].float().cpu().numpy()
-    dec = output.head[:, landmark].float().cpu().numpy() if output.head_key and head_output(output.head_key).head_is_heatmap else None
-    return plot_predictions(batch["image"].numpy(), batch["landmarks"].numpy(), pred.numpy(), path, heat, dec, landmark, nme)
+    dec = (
+        output.head[:, landmark].float().cpu().numpy()
+        if output.head_key and head_output(output.head_key).head_is_heatmap
+        else None
+    )
+    return plot_predictions(
+        batch["image"].numpy(), batch["landmarks"].numpy(), pred.numpy(), path, heat, dec, landmark, nme
+    )
 
 
 def log_figures(loggers: list, plots: dict[str, Path], metrics: dict[str, float]) -> None:
@@ -50,4 +58,8 @@ def log_figures(loggers: list, plots: dict[str, Path], metrics: dict[str, float]
         rows = split_metrics(metrics, "test")
         # Same column order as the console table: nme, fr, auc, then the integer-only variants.
         columns = sorted({c for r in rows.values() for c in r}, key=column_order)
-        lg.log_table("test/results", columns=["subset", *columns], data=[[s, *(r.get(c) for c in columns)] for s, r in rows.items()])
+        lg.log_table(
+            "test/results",
+            columns=["subset", *columns],
+            data=[[s, *(r.get(c) for c in columns)] for s, r in rows.items()],
+        )

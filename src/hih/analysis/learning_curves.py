@@ -163,8 +163,10 @@ def ladder_table(runs: Sequence[StudyRun], steps: Sequence[int], baseline: str |
 
     "vs baseline": integer-heatmap-only NME minus the baseline's NME at the same step (> 0: the head
     made the shared backbone's integer heatmap worse)."""
-    rows = ["| run | steps | NME | integer only | vs baseline | decimal acc | gain (NME) | offset err (cells) |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | steps | NME | integer only | vs baseline | decimal acc | gain (NME) | offset err (cells) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     by_name = {r.name: r for r in runs}
     base = by_name[baseline] if baseline in by_name else None
     for r in runs:
@@ -176,8 +178,14 @@ def ladder_table(runs: Sequence[StudyRun], steps: Sequence[int], baseline: str |
         for step in [s for s in steps if s <= last_step]:  # a shorter run has no row past its end
             integer = _last(c.get("val/nme_integer"), step)
             ref = _last(base.curves.get("val/nme"), step) if base else None
-            cells = [_last(c.get("val/nme"), step), integer, None, _last(c.get("val/decimal_acc"), step),
-                     _last(c.get(gain_key), step), _last(c.get("val/offset_err"), step)]
+            cells = [
+                _last(c.get("val/nme"), step),
+                integer,
+                None,
+                _last(c.get("val/decimal_acc"), step),
+                _last(c.get(gain_key), step),
+                _last(c.get("val/offset_err"), step),
+            ]
             rows.append(_row(r.name, step, cells, _delta(integer, ref)))
         t = r.test
         if t:
@@ -191,9 +199,11 @@ def ladder_table(runs: Sequence[StudyRun], steps: Sequence[int], baseline: str |
 def summary_table(runs: Sequence[StudyRun], baseline: str | None) -> str:
     """Markdown: one row per run with test metrics (best checkpoint by val NME), and when the head
     first reached 5x chance on the validation set."""
-    rows = ["| run | head loss weight | test NME | integer only | vs baseline | decimal acc (x chance) "
-            "| offset err (cells) | gain (NME) | val decimal acc >= 5x chance at step | wall (s) |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | head loss weight | test NME | integer only | vs baseline | decimal acc (x chance) "
+        "| offset err (cells) | gain (NME) | val decimal acc >= 5x chance at step | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     ref = next((r.test.get("test/nme") for r in runs if r.name == baseline), None)
     for r in runs:
         t = r.test
@@ -208,8 +218,10 @@ def summary_table(runs: Sequence[StudyRun], baseline: str | None) -> str:
         if r.curves.get("val/decimal_acc") and chance:
             first = next((str(s) for s, v in r.curves["val/decimal_acc"] if v >= 5 * chance), "never")
         wall = "-" if r.wall_s is None else f"{r.wall_s:.0f}"
-        rows.append(f"| {r.name} | {weight} | {_fmt(t.get('test/nme'))} | {_fmt(integer)} | {_delta(integer, ref)} "
-                    f"| {acc_s} | {_fmt(t.get('test/offset_err'))} | {_fmt(gain)} | {first} | {wall} |")
+        rows.append(
+            f"| {r.name} | {weight} | {_fmt(t.get('test/nme'))} | {_fmt(integer)} | {_delta(integer, ref)} "
+            f"| {acc_s} | {_fmt(t.get('test/offset_err'))} | {_fmt(gain)} | {first} | {wall} |"
+        )
     return "\n".join(rows)
 
 
@@ -224,10 +236,12 @@ def curves_figure(runs: Sequence[StudyRun], baseline: str | None):
     chance = next((r.chance for r in runs if r.curves and r.chance), None)
     if baseline not in curves:
         baseline = None
-    panels = [("val/decimal_acc", "decimal-cell accuracy (HIH heads)"),
-              ("val/offset_err", "offset error, cells (WOV / WOM)"),
-              ("val/decimal_gain", "gain over the cell centre (NME)"),
-              ("val/nme_integer", "integer heatmap alone (NME); baseline: its NME")]
+    panels = [
+        ("val/decimal_acc", "decimal-cell accuracy (HIH heads)"),
+        ("val/offset_err", "offset error, cells (WOV / WOM)"),
+        ("val/decimal_gain", "gain over the cell centre (NME)"),
+        ("val/nme_integer", "integer heatmap alone (NME); baseline: its NME"),
+    ]
     fig = Figure(figsize=(13, 9))
     axes = fig.subplots(2, 2).flatten()
     seeds = [baseline, *(n for n in curves if n.startswith(f"{baseline}_seed"))] if baseline else []
@@ -294,10 +308,13 @@ def study_markdown(runs: Sequence[StudyRun], baseline: str | None = "baseline") 
     ladder = sorted({s for r in done for pts in r.curves.values() for s, _ in pts})
     wall = sum(r.wall_s or 0.0 for r in done)
     chance_s = f"1/{round(1 / chance)}" if chance else "-"
-    md = (f"Validation set at each ladder step, then the test set (best checkpoint by val NME). {_labels(done)}; "
-          f"chance decimal acc {chance_s}; wall time {wall / 60:.0f} min.\n\n"
-          + summary_table(done, baseline) + "\n\nValidation curves (ladder):\n\n"
-          + ladder_table(done, [s for s in ladder if s in log_ladder(ladder)], baseline))
+    md = (
+        f"Validation set at each ladder step, then the test set (best checkpoint by val NME). {_labels(done)}; "
+        f"chance decimal acc {chance_s}; wall time {wall / 60:.0f} min.\n\n"
+        + summary_table(done, baseline)
+        + "\n\nValidation curves (ladder):\n\n"
+        + ladder_table(done, [s for s in ladder if s in log_ladder(ladder)], baseline)
+    )
     missing = [r for r in runs if not r.curves]
     if missing:
         md += "\n\nNo curves (not in the tables): " + ", ".join(f"{r.name} ({r.status})" for r in missing)

@@ -16,7 +16,9 @@ from hih.data.transforms import denormalize as _denormalize
 from hih.metrics import auc_from_errors, ced
 
 
-def plot_ced(errors: Mapping[str, np.ndarray], path: str | os.PathLike, threshold: float = 10.0, title: str = "CED") -> Path:
+def plot_ced(
+    errors: Mapping[str, np.ndarray], path: str | os.PathLike, threshold: float = 10.0, title: str = "CED"
+) -> Path:
     """One curve per named set of per-face NMEs (percent), cut at ``threshold`` (percent).
 
     Curve and legend AUC come from :mod:`hih.metrics` (the exact integral of the step CED), so the

@@ -15,6 +15,13 @@ from hih.callbacks.resume import ResumeLoaderState
 from hih.callbacks.timing import StepClock, StepTimer, Timing
 
 __all__ = [
-    "ConfigInCheckpoint", "IntervalLog", "LastCheckpoint", "NonFiniteError", "NonFiniteGuard", "ResumeLoaderState",
-    "StepClock", "StepTimer", "Timing",
+    "ConfigInCheckpoint",
+    "IntervalLog",
+    "LastCheckpoint",
+    "NonFiniteError",
+    "NonFiniteGuard",
+    "ResumeLoaderState",
+    "StepClock",
+    "StepTimer",
+    "Timing",
 ]

@@ -39,7 +39,9 @@ class IntervalLog(StepTimer):
         log_metrics: also send the timing to the trainer's loggers.
     """
 
-    def __init__(self, every_n_steps: int | None = None, max_interval_s: float = 60.0, log_metrics: bool = True, warmup: int = 1):
+    def __init__(
+        self, every_n_steps: int | None = None, max_interval_s: float = 60.0, log_metrics: bool = True, warmup: int = 1
+    ):
         super().__init__(warmup=warmup)
         self.every_n_steps = every_n_steps
         self.max_interval_s = max_interval_s
@@ -83,7 +85,10 @@ class IntervalLog(StepTimer):
         local = self.take()
         names = list(self._losses)
         # One gather per interval: [wall, data, steps, samples, memory, *loss sums]; all ranks take part.
-        values = torch.tensor([local.wall_s, local.data_s, local.steps, local.samples, _peak_memory_mib(pl_module.device)], dtype=torch.float64)
+        values = torch.tensor(
+            [local.wall_s, local.data_s, local.steps, local.samples, _peak_memory_mib(pl_module.device)],
+            dtype=torch.float64,
+        )
         if names:
             values = torch.cat([values, torch.stack([self._losses[n] for n in names]).double().cpu()])
         self._losses = {}
@@ -98,7 +103,13 @@ class IntervalLog(StepTimer):
             self._n = interval_steps(self._every(trainer), timing.step_s, self.max_interval_s)
         if not trainer.is_global_zero:
             return
-        metrics = {"time/step_s": timing.step_s, "time/data_s": timing.data_step_s, "time/data_share": timing.data_share, "throughput/img_s": timing.samples_per_s, "memory/peak_mib": memory}
+        metrics = {
+            "time/step_s": timing.step_s,
+            "time/data_s": timing.data_step_s,
+            "time/data_share": timing.data_share,
+            "throughput/img_s": timing.samples_per_s,
+            "memory/peak_mib": memory,
+        }
         if self.log_metrics and trainer.loggers:
             logged_step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
             for lg in trainer.loggers:
@@ -108,7 +119,11 @@ class IntervalLog(StepTimer):
     def _train_line(self, trainer, batch_idx: int, timing: Timing, memory: float, losses: dict[str, float]) -> str:
         total_steps = trainer.estimated_stepping_batches
         parts = [
-            _of("Epoch", trainer.current_epoch + 1, trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None),
+            _of(
+                "Epoch",
+                trainer.current_epoch + 1,
+                trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None,
+            ),
             _of("batch", batch_idx + 1, trainer.num_training_batches),
             _of("step", trainer.global_step, total_steps),
         ]
@@ -156,7 +171,10 @@ class IntervalLog(StepTimer):
         sign = -1.0 if getattr(trainer.checkpoint_callback, "mode", "min") == "max" else 1.0
         if self._best is None or sign * value < sign * self._best[0]:
             self._best = (value, epoch)
-        self._write(trainer, f"Epoch {epoch} validation  {monitor} {value:.4g}  best {self._best[0]:.4g} (epoch {self._best[1]})  took {took:.1f} s")
+        self._write(
+            trainer,
+            f"Epoch {epoch} validation  {monitor} {value:.4g}  best {self._best[0]:.4g} (epoch {self._best[1]})  took {took:.1f} s",
+        )
 
     # -- testing (hih-train's test stage, hih-eval) ------------------------------------------------
     def on_test_start(self, trainer, pl_module) -> None:
@@ -167,13 +185,20 @@ class IntervalLog(StepTimer):
         now = time.perf_counter()
         done = batch_idx + 1
         last = isinstance(total, int) and done == total
-        every = math.ceil(total / 10) if isinstance(total, int) and total > 0 else self._every(trainer)  # about 10 lines
-        if not trainer.is_global_zero or not (last or done % every == 0 or now - self._test_last >= self.max_interval_s):
+        every = (
+            math.ceil(total / 10) if isinstance(total, int) and total > 0 else self._every(trainer)
+        )  # about 10 lines
+        if not trainer.is_global_zero or not (
+            last or done % every == 0 or now - self._test_last >= self.max_interval_s
+        ):
             return
         self._test_last = now
         rate = done / (now - self._test_t0)
         eta = (total - done) / rate if isinstance(total, int) and rate > 0 else float("nan")
-        self._write(trainer, f"Test  batch {_of('', done, total).strip()}  {rate:.2f} batch/s  elapsed {format_duration(now - self._test_t0)}  eta {format_duration(eta)}")
+        self._write(
+            trainer,
+            f"Test  batch {_of('', done, total).strip()}  {rate:.2f} batch/s  elapsed {format_duration(now - self._test_t0)}  eta {format_duration(eta)}",
+        )
 
     # -- output ----------------------------------------------------------------------------------
     def _every(self, trainer) -> int:

@@ -53,18 +53,28 @@ class NonFiniteGuard(Callback):
         # One fused norm per tensor and one host sync: NaN/Inf anywhere makes its norm non-finite.
         if not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
             return
-        names = [n for n, p in pl_module.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        names = [
+            n for n, p in pl_module.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+        ]
         raise NonFiniteError(
             f"non-finite gradient at {_where(trainer)} in {len(names)} parameter(s): {', '.join(names[:5])}"
-            + (" ..." if len(names) > 5 else "") + ". Training stopped before the optimizer step. " + _last_good(trainer)
+            + (" ..." if len(names) > 5 else "")
+            + ". Training stopped before the optimizer step. "
+            + _last_good(trainer)
         )
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        bad = [k for k, v in checkpoint.get("state_dict", {}).items() if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())]
+        bad = [
+            k
+            for k, v in checkpoint.get("state_dict", {}).items()
+            if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())
+        ]
         if bad:
             raise NonFiniteError(
                 f"refusing to write a checkpoint at {_where(trainer)}: non-finite values in {', '.join(bad[:5])}"
-                + (" ..." if len(bad) > 5 else "") + ". " + _last_good(trainer)
+                + (" ..." if len(bad) > 5 else "")
+                + ". "
+                + _last_good(trainer)
             )
 
 

@@ -51,7 +51,12 @@ class Timing:
         return self.samples / self.wall_s if self.wall_s > 0 else float("nan")
 
     def __add__(self, other: Timing) -> Timing:
-        return Timing(self.steps + other.steps, self.samples + other.samples, self.wall_s + other.wall_s, self.data_s + other.data_s)
+        return Timing(
+            self.steps + other.steps,
+            self.samples + other.samples,
+            self.wall_s + other.wall_s,
+            self.data_s + other.data_s,
+        )
 
 
 ZERO = Timing(0, 0, 0.0, 0.0)

@@ -8,8 +8,9 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -35,7 +36,9 @@ def hih_main(config_name: str, *, uses_lightning: bool = True) -> Callable:
             if uses_lightning:
                 quiet_lightning()
                 # torch deprecated LeafSpec; Lightning still uses it on every fit. Nothing a user can act on.
-                warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+                warnings.filterwarnings(
+                    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+                )
             try:
                 return task(cfg)
             except USER_ERROR_TYPES as e:

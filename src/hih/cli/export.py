@@ -21,10 +21,15 @@ def export(cfg: DictConfig) -> dict[str, float]:
     from hih.inference import build_model
 
     net, codec = build_model(cfg)
-    path = export_onnx(net, Path(cfg.paths.output_dir) / f"{cfg.model.name}.onnx", int(cfg.data.input_size), cfg.opset, cfg.dynamo)
+    path = export_onnx(
+        net, Path(cfg.paths.output_dir) / f"{cfg.model.name}.onnx", int(cfg.data.input_size), cfg.opset, cfg.dynamo
+    )
     diffs = check_onnx(path, net, codec, tuple(cfg.check_batch_sizes))
-    print(f"wrote {path}; max abs difference onnxruntime vs PyTorch: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items() if k != "argmax_ties")
-          + f" (landmarks with tied argmax cells, left out: {int(diffs['argmax_ties'])})")
+    print(
+        f"wrote {path}; max abs difference onnxruntime vs PyTorch: "
+        + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items() if k != "argmax_ties")
+        + f" (landmarks with tied argmax cells, left out: {int(diffs['argmax_ties'])})"
+    )
     worst = max((k for k in diffs if k != "argmax_ties"), key=diffs.get)
     if diffs[worst] > cfg.tolerance:
         raise RuntimeError(f"ONNX check failed: {worst} differs by {diffs[worst]:.3e} > tolerance {cfg.tolerance}")

@@ -19,7 +19,9 @@ from hih.cli._hydra import hih_main
 def _input(cfg: DictConfig) -> str:
     given = [k for k in ("input", "input_dir") if cfg.get(k) not in (None, "", "???")]
     if len(given) == 2 and str(cfg.input) != str(cfg.input_dir):
-        raise ValueError(f"input={cfg.input} and input_dir={cfg.input_dir} both given: pass one, input=PHOTO|FOLDER|VIDEO")
+        raise ValueError(
+            f"input={cfg.input} and input_dir={cfg.input_dir} both given: pass one, input=PHOTO|FOLDER|VIDEO"
+        )
     if not given:
         raise ValueError("hih-predict needs input=PATH: a photo, a folder of photos or a video")
     return str(cfg[given[0]])
@@ -48,14 +50,36 @@ def build_predictor(cfg: DictConfig, net, codec, detector: str):
         second = crop_from == "landmarks"
     elif not isinstance(second, bool):
         raise ValueError(f"second_pass must be auto, true or false, got {second!r}")
-    det = None if detector == "boxes" else get_detector(detector, **({"threshold": float(cfg.threshold), "max_side": int(cfg.detect_max_side)} if detector == "yunet" else {}))
+    det = (
+        None
+        if detector == "boxes"
+        else get_detector(
+            detector,
+            **(
+                {"threshold": float(cfg.threshold), "max_side": int(cfg.detect_max_side)} if detector == "yunet" else {}
+            ),
+        )
+    )
     settings = {
-        "detector": detector, "crop_from": crop_from, "crop_scale": float(cfg.crop_scale),
-        "box_map": box_map.as_list() if box_map else None, "second_pass": bool(second),
+        "detector": detector,
+        "crop_from": crop_from,
+        "crop_scale": float(cfg.crop_scale),
+        "box_map": box_map.as_list() if box_map else None,
+        "second_pass": bool(second),
         "refine_map": refine_map.as_list() if (refine_map and second) else None,
     }
-    return Predictor(net, codec, det, float(cfg.crop_scale), box_map, bool(second), refine_map, int(cfg.batch_size),
-                     resolve_device(cfg.device), settings)
+    return Predictor(
+        net,
+        codec,
+        det,
+        float(cfg.crop_scale),
+        box_map,
+        bool(second),
+        refine_map,
+        int(cfg.batch_size),
+        resolve_device(cfg.device),
+        settings,
+    )
 
 
 @hih_main("predict")
@@ -69,18 +93,28 @@ def main(cfg: DictConfig) -> dict:
     kind, paths = resolve_input(source)  # before the model: a wrong path fails at once
     detector = _detector_name(cfg)
     if kind == "video" and detector == "boxes":
-        raise ValueError("a video's faces are detected (detector=yunet, or none for a face-only clip); boxes= is for photos")
+        raise ValueError(
+            "a video's faces are detected (detector=yunet, or none for a face-only clip); boxes= is for photos"
+        )
     net, codec = build_model(cfg)
     predictor = build_predictor(cfg, net, codec, detector)
     out = Path(cfg.paths.output_dir)
-    common = {"draw": cfg.draw, "layout": str(cfg.data.layout), "lines": cfg.lines, "strict": cfg.strict, "progress": cfg.progress}
+    common = {
+        "draw": cfg.draw,
+        "layout": str(cfg.data.layout),
+        "lines": cfg.lines,
+        "strict": cfg.strict,
+        "progress": cfg.progress,
+    }
     if kind == "video":
         from hih.video import predict_video
 
         result = predict_video(predictor, paths[0], out, detect_every=int(cfg.detect_every), **common)
         v = result["video"]
-        print(f"{v['frames']} frames, {v['faces']} faces -> {out}/frames/ and {out}/predictions.json"
-              + (f"; annotated video {out / v['annotated']}" if v["annotated"] else ""))
+        print(
+            f"{v['frames']} frames, {v['faces']} faces -> {out}/frames/ and {out}/predictions.json"
+            + (f"; annotated video {out / v['annotated']}" if v["annotated"] else "")
+        )
         _print_errors(result["errors"], "frame")
         return result
     boxes = None
@@ -90,18 +124,26 @@ def main(cfg: DictConfig) -> dict:
         named = {p.name for p in paths}
         missing = [n for n in boxes if n not in named and not (folder / n).is_file()]
         if missing:
-            raise FileNotFoundError(f"{cfg.boxes} names images not in {folder}: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+            raise FileNotFoundError(
+                f"{cfg.boxes} names images not in {folder}: {', '.join(missing[:5])}"
+                + (" ..." if len(missing) > 5 else "")
+            )
         paths = [folder / n for n in boxes] if Path(source).is_dir() else [p for p in paths if p.name in boxes]
         if not paths:
             raise ValueError(f"{cfg.boxes} has no box for {source}")
     result = predict_photos(predictor, paths, out, boxes=boxes, sheet=cfg.contact_sheet, **common)
     n_faces = len(result["faces"])
-    print(f"{len(result['images'])} images, {n_faces} faces -> {out}/predictions.json"
-          + (f" and {out}/drawn/" if cfg.draw else ""))
+    print(
+        f"{len(result['images'])} images, {n_faces} faces -> {out}/predictions.json"
+        + (f" and {out}/drawn/" if cfg.draw else "")
+    )
     empty = [name for name, info in result["images"].items() if info["faces"] == 0]
     if empty:
-        print(f"no face found in {len(empty)} image(s): {', '.join(empty[:5])}" + (" ..." if len(empty) > 5 else "")
-              + (" (face crops: detector=none; or give boxes=FILE)" if detector == "yunet" else ""))
+        print(
+            f"no face found in {len(empty)} image(s): {', '.join(empty[:5])}"
+            + (" ..." if len(empty) > 5 else "")
+            + (" (face crops: detector=none; or give boxes=FILE)" if detector == "yunet" else "")
+        )
     _print_errors(result["errors"], "image")
     return result
 

@@ -24,17 +24,24 @@ def main(cfg: DictConfig) -> None:
     methods = method_variants(
         cfg.data.input_size, cfg.data.heatmap_size, list(cfg.decimal_sizes), cfg.sigma, cfg.decimal_sigma
     )
-    rows = analyse(records, layout.norm_pair, methods, cfg.data.input_size, datamodule.crop_scale, crop_from=datamodule.crop_from)
+    rows = analyse(
+        records, layout.norm_pair, methods, cfg.data.input_size, datamodule.crop_scale, crop_from=datamodule.crop_from
+    )
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quantization.json").write_text(json.dumps(rows, indent=2) + "\n")
-    title = f"Ideal-condition NME (%) on {cfg.data.name} {cfg.split} ({len(records)} faces, {cfg.data.input_size} input)"
+    title = (
+        f"Ideal-condition NME (%) on {cfg.data.name} {cfg.split} ({len(records)} faces, {cfg.data.input_size} input)"
+    )
     print_table(rows, title)
     plot_bars(rows, out / "quantization.png", title)
     # Paper Table 8 "Ideal": 0.420 / 0.182 / 0.091, ratios 2.31 and 2.00 (integer target cell, round, float labels).
     for settings in (("cell", "round"), ("subpixel", "floor")):
         ratios = table8_ratios(rows, "float", *settings)
-        print(f"HIH corner decode, {settings[0]} / {settings[1]}, float labels: " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+        print(
+            f"HIH corner decode, {settings[0]} / {settings[1]}, float labels: "
+            + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items())
+        )
     print(f"wrote {out / 'quantization.json'} and {out / 'quantization.png'}")
 
 

@@ -56,7 +56,9 @@ def to_heatmap_coords(landmarks: Tensor, input_size: int, heatmap_size: int) -> 
     if not isinstance(landmarks, Tensor):
         raise TypeError(f"landmarks must be a torch.Tensor of shape (B, N, 2), got {type(landmarks).__name__}")
     if landmarks.ndim != 3 or landmarks.shape[-1] != 2:
-        raise ValueError(f"landmarks must have shape (B, N, 2) with (x, y) in input pixels, got {tuple(landmarks.shape)}")
+        raise ValueError(
+            f"landmarks must have shape (B, N, 2) with (x, y) in input pixels, got {tuple(landmarks.shape)}"
+        )
     if not landmarks.is_floating_point():
         landmarks = landmarks.float()
     dtype = landmarks.dtype
@@ -142,7 +144,9 @@ def as_mapping(outputs: object) -> Mapping[str, Tensor]:
     if hasattr(outputs, "for_codec") and not isinstance(outputs, Mapping):
         outputs = outputs.for_codec()  # type: ignore[union-attr]
     if not isinstance(outputs, Mapping):
-        raise TypeError(f"decode expects a mapping of output tensors (e.g. ModelOutput.for_codec()), got {type(outputs).__name__}")
+        raise TypeError(
+            f"decode expects a mapping of output tensors (e.g. ModelOutput.for_codec()), got {type(outputs).__name__}"
+        )
     return outputs
 
 
@@ -154,7 +158,9 @@ def get_output(outputs: Mapping[str, Tensor], key: str, expected: tuple, note: s
     """
     want = _fmt(expected) + (f" ({note})" if note else "")
     if key not in outputs:
-        raise ValueError(f"decode: outputs lack key {key!r}: expected a tensor of shape {want}; got keys {sorted(outputs)}")
+        raise ValueError(
+            f"decode: outputs lack key {key!r}: expected a tensor of shape {want}; got keys {sorted(outputs)}"
+        )
     t = outputs[key]
     if not isinstance(t, Tensor):
         raise ValueError(f"decode: outputs[{key!r}] must be a tensor of shape {want}, got {type(t).__name__}")

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from hih.codecs.base import Codec
-from hih.codecs.common import as_mapping, check_integer_target, check_sigma, get_heatmap, integer_heatmap, to_heatmap_coords
+from hih.codecs.common import (
+    as_mapping,
+    check_integer_target,
+    check_sigma,
+    get_heatmap,
+    integer_heatmap,
+    to_heatmap_coords,
+)
 from hih.codecs.decoders import anchor_value, decode_argmax, decode_dark, decode_soft_argmax, decode_wsm
 
 DECODERS = ("argmax", "wsm", "dark", "soft_argmax")
@@ -68,7 +75,9 @@ class HeatmapCodec(Codec):
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         anchor_value(anchor)
         if decoder in ("dark", "soft_argmax") and anchor != "centre":
-            raise ValueError(f"anchor={anchor!r} applies to the argmax and wsm decoders only; {decoder!r} estimates a continuous position")
+            raise ValueError(
+                f"anchor={anchor!r} applies to the argmax and wsm decoders only; {decoder!r} estimates a continuous position"
+            )
         self.integer_target = check_integer_target(integer_target)
         self.decoder = decoder
         self.anchor = anchor

@@ -26,7 +26,9 @@ class _OffsetBase(Codec):
     placement: the integer Gaussian centred on cell floor(u), see :func:`hih.codecs.common.integer_heatmap`);
     the offset targets are u - floor(u) either way."""
 
-    def __init__(self, input_size: int = 256, heatmap_size: int = 64, sigma: float = 1.5, integer_target: str = "subpixel"):
+    def __init__(
+        self, input_size: int = 256, heatmap_size: int = 64, sigma: float = 1.5, integer_target: str = "subpixel"
+    ):
         super().__init__(input_size, heatmap_size)
         self.sigma = check_sigma("sigma", sigma, 1.0 / 6.0)
         self.integer_target = check_integer_target(integer_target)
@@ -115,7 +117,9 @@ class OffsetMapCodec(_OffsetBase):
         heatmap = get_heatmap(outputs, self.heatmap_size)
         b = heatmap.shape[0]
         hw = self.heatmap_size
-        offset_map = get_output(outputs, "offset_map", (b, 2, hw, hw), note="B from outputs['heatmap']; channels (x, y)")
+        offset_map = get_output(
+            outputs, "offset_map", (b, 2, hw, hw), note="B from outputs['heatmap']; channels (x, y)"
+        )
         dtype = coord_dtype(heatmap)
         cy, cx, flat = argmax_2d(heatmap)
         off = offset_map.flatten(2).gather(2, flat.unsqueeze(1).expand(-1, 2, -1)).transpose(1, 2)  # (B, N, 2)

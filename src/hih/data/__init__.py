@@ -6,10 +6,18 @@ scipy and h5py (COFW) are imported only when a COFW file is read.
 
 from __future__ import annotations
 
-from hih.data.datasets import DatasetInfo, dataset_names, get_dataset, get_layout, layout_for_num_landmarks, layout_names, read_dataset
+from hih.data.datasets import (
+    DatasetInfo,
+    dataset_names,
+    get_dataset,
+    get_layout,
+    layout_for_num_landmarks,
+    layout_names,
+    read_dataset,
+)
 from hih.data.layouts import Layout
-from hih.data.records import FaceRecord, ImageLoadError, load_image, save_image
 from hih.data.readers import read_300w, read_cofw, read_wflw
+from hih.data.records import FaceRecord, ImageLoadError, load_image, save_image
 from hih.data.synthetic import ensure_synthetic
 
 __all__ = [

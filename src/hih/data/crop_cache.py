@@ -83,11 +83,21 @@ class CropSettings:
     shift_jitter: float = 0.0
 
     @classmethod
-    def for_dataset(cls, input_size: int, crop_scale: float, crop_from: str, round_labels: bool, aug, train: bool) -> CropSettings:
+    def for_dataset(
+        cls, input_size: int, crop_scale: float, crop_from: str, round_labels: bool, aug, train: bool
+    ) -> CropSettings:
         """The settings a dataset needs: with ``aug``'s geometric reach when ``train``, none otherwise."""
         rotation = float(aug.max_rotation) if train and aug.rotation_prob > 0 else 0.0
-        return cls(int(input_size), float(crop_scale), str(crop_from), bool(round_labels), str(aug.border), rotation,
-                   float(aug.scale_jitter) if train else 0.0, float(aug.shift_jitter) if train else 0.0)
+        return cls(
+            int(input_size),
+            float(crop_scale),
+            str(crop_from),
+            bool(round_labels),
+            str(aug.border),
+            rotation,
+            float(aug.scale_jitter) if train else 0.0,
+            float(aug.shift_jitter) if train else 0.0,
+        )
 
     @property
     def eval_only(self) -> bool:
@@ -95,12 +105,21 @@ class CropSettings:
 
     def covers(self, needed: CropSettings) -> bool:
         """True when crops made with these settings serve a dataset that needs ``needed``."""
-        same = (self.input_size, self.crop_scale, self.crop_from, self.round_labels, self.border) == \
-               (needed.input_size, needed.crop_scale, needed.crop_from, needed.round_labels, needed.border)
+        same = (self.input_size, self.crop_scale, self.crop_from, self.round_labels, self.border) == (
+            needed.input_size,
+            needed.crop_scale,
+            needed.crop_from,
+            needed.round_labels,
+            needed.border,
+        )
         if self.eval_only:  # the stored crop is the evaluation input itself
             return same and needed.eval_only
-        return same and min(45.0, self.max_rotation) >= min(45.0, needed.max_rotation) and \
-            self.scale_jitter >= needed.scale_jitter and self.shift_jitter >= needed.shift_jitter
+        return (
+            same
+            and min(45.0, self.max_rotation) >= min(45.0, needed.max_rotation)
+            and self.scale_jitter >= needed.scale_jitter
+            and self.shift_jitter >= needed.shift_jitter
+        )
 
     def box(self, rec: FaceRecord) -> np.ndarray:
         landmarks = np.round(rec.landmarks) if self.round_labels else rec.landmarks
@@ -134,7 +153,9 @@ class CropSettings:
         return scale_matrix(n / side) @ translation_matrix(-x0, -y0), (n, n)
 
 
-def make_crop(photo: np.ndarray, rec: FaceRecord, settings: CropSettings, photo_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def make_crop(
+    photo: np.ndarray, rec: FaceRecord, settings: CropSettings, photo_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """One face's crop from its decoded photo: ``(crop (h, w, 3) uint8, A photo -> crop)``.
 
     photo_scale: pixels of ``photo`` per photo pixel (< 1 when decoded reduced, JPEG draft mode).
@@ -148,8 +169,12 @@ def make_crop(photo: np.ndarray, rec: FaceRecord, settings: CropSettings, photo_
         patch = warp_image(photo, translation_matrix(-x0, -y0), side, border=settings.border)
     else:
         m = math.ceil(side * photo_scale)
-        patch = warp_image(photo, scale_matrix(m / (side * photo_scale)) @ translation_matrix(-x0 * photo_scale, -y0 * photo_scale),
-                           m, border=settings.border)
+        patch = warp_image(
+            photo,
+            scale_matrix(m / (side * photo_scale)) @ translation_matrix(-x0 * photo_scale, -y0 * photo_scale),
+            m,
+            border=settings.border,
+        )
     if patch.shape[0] != h:
         patch = cv2.resize(patch, (w, h), interpolation=cv2.INTER_AREA)  # area average: no aliasing
     return np.ascontiguousarray(patch), a
@@ -192,8 +217,15 @@ def _hash_records(records: Sequence[FaceRecord]) -> str:
 
 
 def cache_key(records: Sequence[FaceRecord], settings: CropSettings, dataset: str, split: str, fmt: str) -> dict:
-    return {"version": CACHE_VERSION, "dataset": str(dataset), "split": str(split), "format": fmt,
-            "settings": asdict(settings), "faces": len(records), "annotations": _hash_records(records)}
+    return {
+        "version": CACHE_VERSION,
+        "dataset": str(dataset),
+        "split": str(split),
+        "format": fmt,
+        "settings": asdict(settings),
+        "faces": len(records),
+        "annotations": _hash_records(records),
+    }
 
 
 def _folder_name(key: dict) -> str:
@@ -299,20 +331,30 @@ class CropCache:
         if self._data is None:
             self._data = np.memmap(self.folder / DATA, dtype=np.uint8, mode="r")
         j = int(self.indices[i])
-        buf = self._data[int(self.starts[j]):int(self.starts[j] + self.sizes[j])]
+        buf = self._data[int(self.starts[j]) : int(self.starts[j] + self.sizes[j])]
         h, w = (int(v) for v in self.shapes[j])
         if self.format == "raw":
             crop = buf.reshape(h, w, 3)
         else:
             bgr = cv2.imdecode(np.asarray(buf), cv2.IMREAD_COLOR)
             if bgr is None:
-                raise ImageLoadError(f"crop cache {self.folder}: face {j} does not decode; delete the folder to rebuild it")
+                raise ImageLoadError(
+                    f"crop cache {self.folder}: face {j} does not decode; delete the folder to rebuild it"
+                )
             crop = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return crop, self.matrices[j]
 
 
-def _build(folder: Path, records: Sequence[FaceRecord], settings: CropSettings, key: dict, fmt: str,
-           workers: int, progress: bool, draft: bool) -> None:
+def _build(
+    folder: Path,
+    records: Sequence[FaceRecord],
+    settings: CropSettings,
+    key: dict,
+    fmt: str,
+    workers: int,
+    progress: bool,
+    draft: bool,
+) -> None:
     """Decode each photo once (several faces share it), crop its faces, write data + index + manifest (last)."""
     from tqdm.auto import tqdm
 
@@ -333,7 +375,9 @@ def _build(folder: Path, records: Sequence[FaceRecord], settings: CropSettings, 
             if fmt == "raw":
                 data = crop.tobytes()
             else:
-                ok, enc = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                ok, enc = cv2.imencode(
+                    ".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+                )
                 if not ok:
                     raise OSError(f"cannot JPEG-encode the crop of face {i} ({path})")
                 data = enc.tobytes()
@@ -357,7 +401,7 @@ def _build(folder: Path, records: Sequence[FaceRecord], settings: CropSettings, 
             # a bounded window of photos in flight keeps memory flat on large splits
             window = max(4 * threads, 16)
             for start in range(0, len(groups), window):
-                for result in pool.map(work, groups[start:start + window]):
+                for result in pool.map(work, groups[start : start + window]):
                     for i, data, shape, a in result:
                         fh.write(data)
                         crc = zlib.crc32(data, crc)
@@ -373,17 +417,32 @@ def _build(folder: Path, records: Sequence[FaceRecord], settings: CropSettings, 
     # faces are written photo by photo: the index gives each face (in record order) its bytes
     np.savez(folder / INDEX, starts=positions, sizes=sizes, shapes=shapes, matrices=matrices)
     build_s = time.perf_counter() - t0
-    manifest = {"key": key, "bytes": {DATA: written, INDEX: (folder / INDEX).stat().st_size},
-                "crc_ends": _crc_ends(folder / DATA, written), "crc_data": crc, "crc_index": _file_crc(folder / INDEX),
-                "build_s": build_s, "workers": threads, "draft": bool(draft)}
+    manifest = {
+        "key": key,
+        "bytes": {DATA: written, INDEX: (folder / INDEX).stat().st_size},
+        "crc_ends": _crc_ends(folder / DATA, written),
+        "crc_data": crc,
+        "crc_index": _file_crc(folder / INDEX),
+        "build_s": build_s,
+        "workers": threads,
+        "draft": bool(draft),
+    }
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, folder / MANIFEST)
 
 
-def ensure_crop_cache(records: Sequence[FaceRecord], settings: CropSettings, cache_dir: str | Path, dataset: str,
-                      split: str, fmt: str = "raw", workers: int | None = None, progress: bool = True,
-                      draft: bool = True) -> CropCache:
+def ensure_crop_cache(
+    records: Sequence[FaceRecord],
+    settings: CropSettings,
+    cache_dir: str | Path,
+    dataset: str,
+    split: str,
+    fmt: str = "raw",
+    workers: int | None = None,
+    progress: bool = True,
+    draft: bool = True,
+) -> CropCache:
     """The crop cache of ``records`` (one split) under ``cache_dir``, built on first use; see the module doc.
 
     workers: decoding threads (default: every core this process may use). draft: decode JPEGs reduced in
@@ -422,6 +481,8 @@ def ensure_crop_cache(records: Sequence[FaceRecord], settings: CropSettings, cac
     cache = CropCache(folder)
     cache.built = True
     if progress:
-        print(f"[hih] crop cache {folder}: {len(cache)} faces, {cache.nbytes / 2**20:.1f} MB, built in {cache.build_s:.1f} s "
-              f"with {workers} threads")
+        print(
+            f"[hih] crop cache {folder}: {len(cache)} faces, {cache.nbytes / 2**20:.1f} MB, built in {cache.build_s:.1f} s "
+            f"with {workers} threads"
+        )
     return cache

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 from hih.data.crop_cache import FORMATS, CropCache, CropSettings, ensure_crop_cache
 from hih.data.dataset import EpochSampler, FaceDataset, ResumableDataLoader, ShardSampler, _world
 from hih.data.datasets import get_dataset, get_layout
-from hih.data.layouts import Layout
 from hih.data.geometry import CROP_FROM
+from hih.data.layouts import Layout
 from hih.data.records import FaceRecord
 from hih.data.targets import add_targets, encodes_now
 from hih.data.transforms import AugmentConfig
@@ -177,15 +177,23 @@ class FaceDataModule(L.LightningDataModule):
             train_idx, val_idx = self._split_indices(len(records))
             # one cache for the split, with the training margins: the validation faces are crops of it too
             crops = self._crops(records, self.train_split, train=self.augment)
-            self.train_set = self._dataset([records[i] for i in train_idx], train=self.augment,
-                                           crops=crops.subset(train_idx) if crops is not None else None)
+            self.train_set = self._dataset(
+                [records[i] for i in train_idx],
+                train=self.augment,
+                crops=crops.subset(train_idx) if crops is not None else None,
+            )
             if len(val_idx):
-                self.val_set = self._dataset([records[i] for i in val_idx], train=False,
-                                             crops=crops.subset(val_idx) if crops is not None else None)
+                self.val_set = self._dataset(
+                    [records[i] for i in val_idx],
+                    train=False,
+                    crops=crops.subset(val_idx) if crops is not None else None,
+                )
         need_test = stage in (None, "test", "predict") or self.val_fraction == 0
         if need_test and self.test_set is None:
             records = self.read_split(self.test_split)
-            self.test_set = self._dataset(records, train=False, crops=self._crops(records, self.test_split, train=False))
+            self.test_set = self._dataset(
+                records, train=False, crops=self._crops(records, self.test_split, train=False)
+            )
         if self.val_fraction == 0:
             self.val_set = self.test_set
 
@@ -210,14 +218,23 @@ class FaceDataModule(L.LightningDataModule):
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
     def crop_settings(self, train: bool) -> CropSettings:
-        return CropSettings.for_dataset(self.input_size, self.crop_scale, self.crop_from, self.round_labels, self.aug, train)
+        return CropSettings.for_dataset(
+            self.input_size, self.crop_scale, self.crop_from, self.round_labels, self.aug, train
+        )
 
     def _crops(self, records: list[FaceRecord], split: str, train: bool) -> CropCache | None:
         """The split's crop cache (built on first use, under a lock: every rank may call this), or None."""
         if not self.cache:
             return None
-        return ensure_crop_cache(records, self.crop_settings(train), self.cache_dir, self.dataset_name, split,
-                                 fmt=self.cache_format, progress=_world()[1] == 0)
+        return ensure_crop_cache(
+            records,
+            self.crop_settings(train),
+            self.cache_dir,
+            self.dataset_name,
+            split,
+            fmt=self.cache_format,
+            progress=_world()[1] == 0,
+        )
 
     def _dataset(self, records: list[FaceRecord], train: bool, crops: CropCache | None = None) -> FaceDataset:
         return FaceDataset(

@@ -107,13 +107,16 @@ class FaceDataset(Dataset):
             if len(crops) != len(self.records):
                 raise ValueError(f"the crop cache holds {len(crops)} faces, the dataset {len(self.records)}")
             if not crops.settings.covers(needed):
-                raise ValueError(f"the crop cache {crops.folder} was built for {crops.settings}, which does not cover "
-                                 f"this dataset's {needed}")
+                raise ValueError(
+                    f"the crop cache {crops.folder} was built for {crops.settings}, which does not cover "
+                    f"this dataset's {needed}"
+                )
 
     def crop_settings(self) -> CropSettings:
         """What a crop cache must cover to serve this dataset."""
-        return CropSettings.for_dataset(self.input_size, self.eval_transform.crop_scale, self.crop_from,
-                                        self.round_labels, self.aug, self.train)
+        return CropSettings.for_dataset(
+            self.input_size, self.eval_transform.crop_scale, self.crop_from, self.round_labels, self.aug, self.train
+        )
 
     def __len__(self) -> int:
         return len(self.records)
@@ -211,7 +214,7 @@ class EpochSampler(DistributedSampler):
         keys = [base + int(i) for i in super().__iter__()]
         resume, self._resume = self._resume, None
         if resume is not None and resume[0] == self.epoch:
-            keys = keys[resume[1]:]
+            keys = keys[resume[1] :]
         return iter(keys)
 
 

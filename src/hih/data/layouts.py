@@ -14,7 +14,7 @@ flipped face is landmark ``flip_perm[i]`` of the mirrored coordinates, i.e.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -51,7 +51,9 @@ class Layout:
         perm = np.asarray(self.flip_perm)
         n = self.num_landmarks
         if perm.shape != (n,) or sorted(perm.tolist()) != list(range(n)):
-            raise ValueError(f"layout {self.name!r}: flip_perm must be a permutation of 0..{n - 1}, got {self.flip_perm}")
+            raise ValueError(
+                f"layout {self.name!r}: flip_perm must be a permutation of 0..{n - 1}, got {self.flip_perm}"
+            )
         if not np.array_equal(perm[perm], np.arange(n)):
             raise ValueError(f"layout {self.name!r}: flip_perm must be an involution")
         if self.mean_shape.shape != (n, 2):
@@ -99,7 +101,7 @@ def mirror_range(a: list[int], b: list[int]) -> list[tuple[int, int]]:
     return list(zip(a, b))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_mean_shape(filename: str) -> np.ndarray:
     """Read a packaged mean shape (``hih/data/meanfaces/<filename>``) as (N, 2) float64 in 0..1."""
     text = resources.files("hih.data").joinpath("meanfaces", filename).read_text()

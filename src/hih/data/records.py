@@ -52,8 +52,10 @@ class FaceRecord:
 
     def __repr__(self) -> str:
         occ = "" if self.occluded is None else f", occluded={int(self.occluded.sum())}/{self.occluded.size}"
-        return (f"FaceRecord({str(self.image_path)!r}, landmarks={self.num_landmarks}x2, "
-                f"bbox={np.round(self.bbox, 1).tolist()}, subsets={self.subsets.astype(int).tolist()}{occ})")
+        return (
+            f"FaceRecord({str(self.image_path)!r}, landmarks={self.num_landmarks}x2, "
+            f"bbox={np.round(self.bbox, 1).tolist()}, subsets={self.subsets.astype(int).tolist()}{occ})"
+        )
 
     @property
     def num_landmarks(self) -> int:
@@ -79,8 +81,11 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageLoadError(f"cannot decode image {path} ({data.size} bytes): expected a PNG/JPEG/BMP/... image file")
     if img.dtype != np.uint8:
         # 16-bit PNG/TIFF: scale to 8 bits rather than clip
-        img = (img.astype(np.float32) * (255.0 / np.iinfo(img.dtype).max)).round().astype(np.uint8) \
-            if np.issubdtype(img.dtype, np.integer) else np.clip(img, 0, 255).astype(np.uint8)
+        img = (
+            (img.astype(np.float32) * (255.0 / np.iinfo(img.dtype).max)).round().astype(np.uint8)
+            if np.issubdtype(img.dtype, np.integer)
+            else np.clip(img, 0, 255).astype(np.uint8)
+        )
     if img.ndim == 2:
         return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
     if img.shape[2] == 1:

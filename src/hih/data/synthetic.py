@@ -87,8 +87,11 @@ def polygon_coverage(pts: np.ndarray, x0: int, y0: int, w: int, h: int, sub: int
     rr = np.concatenate([pixel_row, pixel_row]) * width
     fl = np.floor(xs).astype(np.int64)
     fr = xs - fl
-    acc = np.bincount(np.concatenate([rr + fl, rr + fl + 1]),
-                      weights=np.concatenate([-sign * (1.0 - fr), -sign * fr]), minlength=h * width)
+    acc = np.bincount(
+        np.concatenate([rr + fl, rr + fl + 1]),
+        weights=np.concatenate([-sign * (1.0 - fr), -sign * fr]),
+        minlength=h * width,
+    )
     cov = np.cumsum(acc.reshape(h, width), axis=1)[:, :w] / sub
     return np.clip(cov, 0.0, 1.0).astype(np.float32)
 
@@ -122,8 +125,9 @@ def stroke_coverage(pts: np.ndarray, width: float, closed: bool, x0: int, y0: in
     return np.clip(np.float32(width / 2 + 0.5) - d, 0.0, 1.0)
 
 
-def ellipse_points(centre, axes, angle: float = 0.0, n: int = 48, t0: float = 0.0, t1: float = 2 * np.pi,
-                   endpoint: bool = False) -> np.ndarray:
+def ellipse_points(
+    centre, axes, angle: float = 0.0, n: int = 48, t0: float = 0.0, t1: float = 2 * np.pi, endpoint: bool = False
+) -> np.ndarray:
     t = np.linspace(t0, t1, n, endpoint=endpoint)
     ca, sa = np.cos(angle), np.sin(angle)
     x, y = axes[0] * np.cos(t), axes[1] * np.sin(t)
@@ -149,7 +153,7 @@ class _Canvas:
 
     def paint(self, cov: np.ndarray, roi, color, alpha: float = 1.0) -> None:
         x0, y0, w, h = roi
-        sub = self.img[y0:y0 + h, x0:x0 + w]
+        sub = self.img[y0 : y0 + h, x0 : x0 + w]
         a = (cov * alpha)[..., None]
         sub += (np.asarray(color, np.float32) - sub) * a
 
@@ -196,7 +200,7 @@ def _mean_shape3d() -> np.ndarray:
 def _head_depth(xy: np.ndarray) -> np.ndarray:
     u = (xy[:, 0] - 0.5) / 0.44
     v = (xy[:, 1] - 0.55) / 0.55
-    return 0.33 * np.sqrt(np.clip(1 - u ** 2, 0, 1)) * np.sqrt(np.clip(1 - 0.6 * v ** 2, 0, 1))
+    return 0.33 * np.sqrt(np.clip(1 - u**2, 0, 1)) * np.sqrt(np.clip(1 - 0.6 * v**2, 0, 1))
 
 
 def _lift(xy: np.ndarray) -> np.ndarray:
@@ -342,27 +346,54 @@ def _aux_shapes(s: np.ndarray, rng) -> dict:
     hair_bottom = rng.uniform(0.95, 1.15) if long_hair else mid[1] + rng.uniform(0.05, 0.15)
     hair = np.concatenate([arc, [[arc[-1, 0] + 0.02, hair_bottom], [arc[0, 0] - 0.02, hair_bottom]]])
     hairline = mid[1] - top * rng.uniform(0.5, 0.72)
-    fringe_low = np.stack([mid[0] + half * 1.02 * np.cos(th[::-1]),
-                           np.maximum(mid[1] - top * 1.02 * np.abs(np.sin(th[::-1])), hairline
-                                      + 0.03 * np.sin(np.linspace(0, rng.uniform(2, 6) * np.pi, 33)))], 1)
+    fringe_low = np.stack(
+        [
+            mid[0] + half * 1.02 * np.cos(th[::-1]),
+            np.maximum(
+                mid[1] - top * 1.02 * np.abs(np.sin(th[::-1])),
+                hairline + 0.03 * np.sin(np.linspace(0, rng.uniform(2, 6) * np.pi, 33)),
+            ),
+        ],
+        1,
+    )
     fringe = np.concatenate([arc, fringe_low])
     ear_y = (xy[60, 1] + xy[55, 1]) / 2
-    ears = [ellipse_points((xy[1, 0] - 0.025, ear_y), (0.045, 0.085), n=24),
-            ellipse_points((xy[31, 0] + 0.025, ear_y), (0.045, 0.085), n=24)]
+    ears = [
+        ellipse_points((xy[1, 0] - 0.025, ear_y), (0.045, 0.085), n=24),
+        ellipse_points((xy[31, 0] + 0.025, ear_y), (0.045, 0.085), n=24),
+    ]
     nw = rng.uniform(0.2, 0.26)
     neck = np.array([[0.5 - nw, 0.7], [0.5 + nw, 0.7], [0.5 + nw * 1.1, 1.6], [0.5 - nw * 1.1, 1.6]])
     sh = rng.uniform(1.02, 1.12)
-    clothes = np.array([[-0.6, sh + 0.35], [0.5 - nw * 1.3, sh], [0.5, sh + rng.uniform(0.03, 0.12)],
-                        [0.5 + nw * 1.3, sh], [1.6, sh + 0.35], [1.6, 3.0], [-0.6, 3.0]])
-    out = {"forehead": forehead, "hair": hair, "fringe": fringe, "ear_l": ears[0], "ear_r": ears[1],
-           "neck": neck, "clothes": clothes}
+    clothes = np.array(
+        [
+            [-0.6, sh + 0.35],
+            [0.5 - nw * 1.3, sh],
+            [0.5, sh + rng.uniform(0.03, 0.12)],
+            [0.5 + nw * 1.3, sh],
+            [1.6, sh + 0.35],
+            [1.6, 3.0],
+            [-0.6, 3.0],
+        ]
+    )
+    out = {
+        "forehead": forehead,
+        "hair": hair,
+        "fringe": fringe,
+        "ear_l": ears[0],
+        "ear_r": ears[1],
+        "neck": neck,
+        "clothes": clothes,
+    }
     return {k: _lift(v) for k, v in out.items()}
 
 
-_SKIN = np.array([[240, 210, 185], [232, 190, 158], [224, 172, 128], [198, 134, 96], [141, 85, 50], [96, 60, 40]],
-                 np.float64)
-_HAIR = np.array([[20, 16, 14], [60, 40, 28], [110, 75, 45], [200, 160, 100], [150, 150, 150], [120, 40, 20]],
-                 np.float64)
+_SKIN = np.array(
+    [[240, 210, 185], [232, 190, 158], [224, 172, 128], [198, 134, 96], [141, 85, 50], [96, 60, 40]], np.float64
+)
+_HAIR = np.array(
+    [[20, 16, 14], [60, 40, 28], [110, 75, 45], [200, 160, 100], [150, 150, 150], [120, 40, 20]], np.float64
+)
 _MAKEUP_LIP = np.array([[200, 20, 50], [170, 30, 90], [120, 20, 60], [230, 90, 120], [150, 40, 30]], np.float64)
 _SHADOW = np.array([[90, 60, 140], [60, 110, 150], [150, 90, 60], [60, 40, 40], [170, 120, 150]], np.float64)
 
@@ -405,11 +436,33 @@ def sample_face(rng: np.random.Generator, image_size=(256, 384)) -> FaceParams:
 
     # placement: landmark extent = 40-70 % of the canvas' shorter side
     params = FaceParams(
-        canvas_hw=(H, W), shape3d=shape, aux3d=aux, yaw=yaw, pitch=pitch, roll=roll, scale=1.0,
-        origin=np.zeros(2), skin=np.zeros(3), hair=np.zeros(3), brow=np.zeros(3), lip=np.zeros(3),
-        iris=np.zeros(3), clothes=np.zeros(3), eye_shadow=np.zeros(3), makeup=0.0, mouth_open=mouth_open,
-        smile=smile, eye_close=eye_close, brightness=1.0, gradient=0.0, gradient_dir=0.0, cast=np.ones(3),
-        occluder=None, blur_sigma=0.0, noise_sigma=0.0, texture_seed=int(rng.integers(2 ** 31)),
+        canvas_hw=(H, W),
+        shape3d=shape,
+        aux3d=aux,
+        yaw=yaw,
+        pitch=pitch,
+        roll=roll,
+        scale=1.0,
+        origin=np.zeros(2),
+        skin=np.zeros(3),
+        hair=np.zeros(3),
+        brow=np.zeros(3),
+        lip=np.zeros(3),
+        iris=np.zeros(3),
+        clothes=np.zeros(3),
+        eye_shadow=np.zeros(3),
+        makeup=0.0,
+        mouth_open=mouth_open,
+        smile=smile,
+        eye_close=eye_close,
+        brightness=1.0,
+        gradient=0.0,
+        gradient_dir=0.0,
+        cast=np.ones(3),
+        occluder=None,
+        blur_sigma=0.0,
+        noise_sigma=0.0,
+        texture_seed=int(rng.integers(2**31)),
     )
     unit = params.landmarks  # origin 0, scale 1: crop units after pose
     ext = unit.max(0) - unit.min(0)
@@ -426,11 +479,11 @@ def sample_face(rng: np.random.Generator, image_size=(256, 384)) -> FaceParams:
     params.hair = _HAIR[rng.integers(len(_HAIR))] * rng.uniform(0.8, 1.2)
     params.brow = _lerp(params.hair, params.skin * 0.35, rng.uniform(0, 0.4))
     natural_lip = params.skin * np.array([0.8, 0.5, 0.52]) + [20, 0, 0]
-    params.iris = rng.choice([[70, 45, 25], [110, 75, 40], [60, 100, 140], [80, 110, 70], [120, 120, 110]]) * \
-        rng.uniform(0.85, 1.15)
+    params.iris = rng.choice(
+        [[70, 45, 25], [110, 75, 40], [60, 100, 140], [80, 110, 70], [120, 120, 110]]
+    ) * rng.uniform(0.85, 1.15)
     params.clothes = rng.uniform(20, 235, 3)
-    params.makeup = float(rng.uniform(MAKEUP_THRESHOLD + 0.1, 1.0) if _strong(rng, "makeup") else
-                          rng.uniform(0, 0.35))
+    params.makeup = float(rng.uniform(MAKEUP_THRESHOLD + 0.1, 1.0) if _strong(rng, "makeup") else rng.uniform(0, 0.35))
     params.lip = _lerp(natural_lip, _MAKEUP_LIP[rng.integers(len(_MAKEUP_LIP))], params.makeup)
     params.eye_shadow = _SHADOW[rng.integers(len(_SHADOW))]
 
@@ -444,7 +497,9 @@ def sample_face(rng: np.random.Generator, image_size=(256, 384)) -> FaceParams:
         if kind == 0:
             params.gradient = float(rng.uniform(0.5, 0.9))
         elif kind == 1:
-            params.brightness = float(np.exp(rng.uniform(-1.0, -0.6) if rng.random() < 0.5 else rng.uniform(0.55, 0.75)))
+            params.brightness = float(
+                np.exp(rng.uniform(-1.0, -0.6) if rng.random() < 0.5 else rng.uniform(0.55, 0.75))
+            )
         else:
             c = int(rng.integers(3))
             params.cast[c] = 1 + rng.choice([-1, 1]) * rng.uniform(0.22, 0.35)
@@ -478,17 +533,27 @@ def _sample_occluder(rng, lms: np.ndarray, box: float) -> dict:
     d = lms - centre
     ca, sa = np.cos(-angle), np.sin(-angle)
     u = np.stack([ca * d[:, 0] - sa * d[:, 1], sa * d[:, 0] + ca * d[:, 1]], 1) / axes
-    inside = (np.abs(u).max(1) <= 1) if kind == "rect" else ((u ** 2).sum(1) <= 1)
-    return {"kind": kind, "centre": centre, "axes": axes, "angle": angle, "color": rng.uniform(10, 245, 3),
-            "stripes": float(rng.uniform(0, 1)), "covered": float(inside.mean())}
+    inside = (np.abs(u).max(1) <= 1) if kind == "rect" else ((u**2).sum(1) <= 1)
+    return {
+        "kind": kind,
+        "centre": centre,
+        "axes": axes,
+        "angle": angle,
+        "color": rng.uniform(10, 245, 3),
+        "stripes": float(rng.uniform(0, 1)),
+        "covered": float(inside.mean()),
+    }
 
 
 def attribute_flags(p: FaceParams) -> np.ndarray:
     """The six WFLW attribute flags (pose, expression, illumination, makeup, occlusion, blur) of a face."""
     box = np.ptp(p.landmarks, axis=0).max()  # landmark extent in pixels (the blur scale)
     pose = abs(p.yaw) > POSE_THRESHOLD[0] or abs(p.pitch) > POSE_THRESHOLD[1] or abs(p.roll) > POSE_THRESHOLD[2]
-    expr = (p.mouth_open > EXPRESSION_THRESHOLD["mouth_open"] or p.smile > EXPRESSION_THRESHOLD["smile"]
-            or p.eye_close > EXPRESSION_THRESHOLD["eye_close"])
+    expr = (
+        p.mouth_open > EXPRESSION_THRESHOLD["mouth_open"]
+        or p.smile > EXPRESSION_THRESHOLD["smile"]
+        or p.eye_close > EXPRESSION_THRESHOLD["eye_close"]
+    )
     illum = p.gradient > 0.45 or abs(np.log(p.brightness)) > 0.5 or np.abs(p.cast - 1).max() > 0.18
     makeup = p.makeup > MAKEUP_THRESHOLD
     occl = p.occluder is not None and p.occluder["covered"] >= OCCLUSION_THRESHOLD
@@ -514,8 +579,17 @@ def _background(rng, H: int, W: int) -> np.ndarray:
         col = tuple(float(v) for v in rng.uniform(0, 255, 3))
         if rng.random() < 0.5:
             axes = rng.uniform(8, 0.3 * max(H, W), 2)
-            cv2.ellipse(layer, (int(c[0]), int(c[1])), (int(axes[0]), int(axes[1])), float(rng.uniform(0, 180)),
-                        0, 360, col, -1, cv2.LINE_AA)
+            cv2.ellipse(
+                layer,
+                (int(c[0]), int(c[1])),
+                (int(axes[0]), int(axes[1])),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                col,
+                -1,
+                cv2.LINE_AA,
+            )
         else:
             q = (c + rng.uniform(-0.4, 0.4, (2, 2)) * [W, H]).astype(int)
             cv2.line(layer, tuple(map(int, q[0])), tuple(map(int, q[1])), col, int(rng.integers(1, 10)), cv2.LINE_AA)
@@ -552,7 +626,7 @@ def render_face(p: FaceParams) -> np.ndarray:
         tex = cv2.resize(rng.normal(0, 1, (6, 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
         shade = (1 - 0.9 * edge) * (1 + 0.04 * tex)
         skin = np.asarray(p.skin, np.float32) * shade[..., None]
-        sub = cv.img[y0:y0 + h, x0:x0 + w]
+        sub = cv.img[y0 : y0 + h, x0 : x0 + w]
         sub += (skin - sub) * cov[..., None]
     cv.polygon(aux["fringe"], p.hair, sub=1)
 
@@ -691,8 +765,16 @@ def make_face(seed: int, split: str, index: int, image_size=(256, 384), **overri
 
 def _manifest(n_train: int, n_test: int, seed: int, image_size, image_format: str) -> dict:
     size = [int(image_size), int(image_size)] if np.isscalar(image_size) else [int(s) for s in image_size]
-    return {"generator": "hih.data.synthetic", "version": GENERATOR_VERSION, "layout": "wflw", "n_train": int(n_train),
-            "n_test": int(n_test), "seed": int(seed), "image_size": size, "image_format": image_format}
+    return {
+        "generator": "hih.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "layout": "wflw",
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "seed": int(seed),
+        "image_size": size,
+        "image_format": image_format,
+    }
 
 
 def _work(args) -> list[str]:
@@ -710,13 +792,16 @@ def _init_worker() -> None:
 def _generate(tmp: Path, manifest: dict, progress: bool, workers: int) -> None:
     ext = manifest["image_format"]
     size = tuple(manifest["image_size"])
-    jobs = {split: [(manifest["seed"], split, i, size, str(tmp), ext) for i in range(manifest[f"n_{split}"])]
-            for split in ("train", "test")}
+    jobs = {
+        split: [(manifest["seed"], split, i, size, str(tmp), ext) for i in range(manifest[f"n_{split}"])]
+        for split in ("train", "test")
+    }
     write_wflw_set(tmp, manifest, jobs, _work, progress, workers, desc="synthetic faces", unit="face")
 
 
-def write_wflw_set(tmp: Path, manifest: dict, jobs: dict[str, list], work, progress: bool, workers: int,
-                   desc: str, unit: str) -> None:
+def write_wflw_set(
+    tmp: Path, manifest: dict, jobs: dict[str, list], work, progress: bool, workers: int, desc: str, unit: str
+) -> None:
     """Run ``work(job) -> list of WFLW list lines`` (it writes its images under ``tmp/WFLW_images/<split>/``)
     for every job of every split, then write the list files and the manifest into ``tmp``.
 
@@ -758,9 +843,16 @@ def read_manifest(root: str | Path) -> dict | None:
         return None
 
 
-def ensure_synthetic(root: str | Path, n_train: int = 2000, n_test: int = 500, seed: int = 0,
-                     image_size: int | tuple[int, int] = (256, 384), progress: bool = True,
-                     workers: int | None = None, image_format: str = "jpg") -> Path:
+def ensure_synthetic(
+    root: str | Path,
+    n_train: int = 2000,
+    n_test: int = 500,
+    seed: int = 0,
+    image_size: int | tuple[int, int] = (256, 384),
+    progress: bool = True,
+    workers: int | None = None,
+    image_format: str = "jpg",
+) -> Path:
     """Make sure ``root`` holds the synthetic set with these parameters; generate it if not.
 
     image_size: canvas side range (min, max) in pixels (height and width drawn independently),

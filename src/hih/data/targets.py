@@ -50,8 +50,14 @@ class EncodedLoaders(L.LightningDataModule):
     given ones become the DataModule's ``*_dataloader`` methods.
     """
 
-    def __init__(self, codec: Any, train: DataLoader | None = None, val: DataLoader | None = None,
-                 test: DataLoader | None = None, predict: DataLoader | None = None):
+    def __init__(
+        self,
+        codec: Any,
+        train: DataLoader | None = None,
+        val: DataLoader | None = None,
+        test: DataLoader | None = None,
+        predict: DataLoader | None = None,
+    ):
         super().__init__()
         self.codec = codec
         # Instance attributes, as LightningDataModule.from_datasets does: Lightning asks for the

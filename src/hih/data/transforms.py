@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import asdict, dataclass, fields
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,9 @@ __all__ = [
 
 _ALBU_MAJOR = int(A.__version__.split(".")[0])
 if _ALBU_MAJOR < 2:  # CoarseDropout's fill/ranges and Compose.set_random_state are the 2.x API
-    raise ImportError(f"hih needs albumentations >= 2.0 (MIT), found {A.__version__}; pip install 'albumentations>=2,<3'")
+    raise ImportError(
+        f"hih needs albumentations >= 2.0 (MIT), found {A.__version__}; pip install 'albumentations>=2,<3'"
+    )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -181,7 +183,9 @@ class EvalTransform:
         crop, m = self.crop(image, bbox, source)
         return crop, apply_affine(landmarks, m), m
 
-    def crop(self, image: np.ndarray, bbox: np.ndarray, source: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def crop(
+        self, image: np.ndarray, bbox: np.ndarray, source: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The face crop alone (hih-predict has no landmarks): (S x S x 3 uint8, (3, 3) matrix photo -> input)."""
         m = crop_matrix(bbox, self.input_size, scale=self.crop_scale)
         return warp_source(image, m, self.input_size, self.border, source), m
@@ -252,10 +256,18 @@ class TrainTransform:
             "shift": (float(shift[0]), float(shift[1])),
         }
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray, bbox: np.ndarray, rng: np.random.Generator,
-                 source: np.ndarray | None = None):
+    def __call__(
+        self,
+        image: np.ndarray,
+        landmarks: np.ndarray,
+        bbox: np.ndarray,
+        rng: np.random.Generator,
+        source: np.ndarray | None = None,
+    ):
         if self.flip_perm.size != len(landmarks):  # checked always, not only when a flip is drawn
-            raise ValueError(f"flip_perm has {self.flip_perm.size} entries but the sample has {len(landmarks)} landmarks")
+            raise ValueError(
+                f"flip_perm has {self.flip_perm.size} entries but the sample has {len(landmarks)} landmarks"
+            )
         g = self.sample_geometry(rng)
         m = crop_matrix(bbox, self.input_size, **g)
         img = warp_source(image, m, self.input_size, self.aug.border, source)

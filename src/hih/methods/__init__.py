@@ -28,5 +28,16 @@ for _mod in pkgutil.iter_modules(__path__):
     if not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["LossFactory", "LossTerm", "Method", "build_codec", "build_loss", "build_net", "compute_losses", "get_method", "head_output",
-           "method_names", "register"]
+__all__ = [
+    "LossFactory",
+    "LossTerm",
+    "Method",
+    "build_codec",
+    "build_loss",
+    "build_net",
+    "compute_losses",
+    "get_method",
+    "head_output",
+    "method_names",
+    "register",
+]

@@ -24,7 +24,17 @@ from hih.models.hourglass import StackedHourglass, TimmBackbone
 from hih.models.layers import init_small_normal
 from hih.models.net import LandmarkNet
 
-__all__ = ["Method", "build_codec", "build_loss", "build_net", "compute_losses", "get_method", "head_output", "method_names", "register"]
+__all__ = [
+    "Method",
+    "build_codec",
+    "build_loss",
+    "build_net",
+    "compute_losses",
+    "get_method",
+    "head_output",
+    "method_names",
+    "register",
+]
 
 #: term(pred, targets, weight (B, N)) -> scalar: the head's loss term.
 LossTerm = Callable[[Any, Mapping[str, Any], Any], Any]
@@ -65,7 +75,9 @@ class Method:
             raise ValueError(f"method {self.name!r}: head, output_key and loss are all set or all None")
         codec_key = getattr(self.codec, "head_key", None)
         if codec_key != self.output_key:
-            raise ValueError(f"method {self.name!r}: codec {self.codec.__name__} reads head_key {codec_key!r}, the head writes {self.output_key!r}")
+            raise ValueError(
+                f"method {self.name!r}: codec {self.codec.__name__} reads head_key {codec_key!r}, the head writes {self.output_key!r}"
+            )
         if self.head_metric is not None and self.head is None:
             raise ValueError(f"method {self.name!r}: a head_metric needs a head")
 
@@ -79,9 +91,14 @@ def register(method: Method) -> Method:
     if key in _REGISTRY and _REGISTRY[key] != method:
         raise ValueError(f"method {key!r} is already registered")
     for other in _REGISTRY.values():
-        if method.output_key is not None and other.output_key == method.output_key and (
-            other.loss is not method.loss or other.head_is_heatmap != method.head_is_heatmap
-            or other.head_metric != method.head_metric
+        if (
+            method.output_key is not None
+            and other.output_key == method.output_key
+            and (
+                other.loss is not method.loss
+                or other.head_is_heatmap != method.head_is_heatmap
+                or other.head_metric != method.head_metric
+            )
         ):
             raise ValueError(
                 f"method {key!r} writes output {method.output_key!r} like {other.name!r} but with another loss, figure or head metric; "
@@ -95,7 +112,9 @@ def get_method(name: str) -> Method:
     """The registered method ``name`` (case-insensitive)."""
     key = str(name).lower()
     if key not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; expected one of {method_names()} (or a module hih/methods/{key}.py that registers it)")
+        raise ValueError(
+            f"unknown method {name!r}; expected one of {method_names()} (or a module hih/methods/{key}.py that registers it)"
+        )
     return _REGISTRY[key]
 
 
@@ -110,8 +129,10 @@ def head_output(output_key: str | None) -> Method | None:
     for method in _REGISTRY.values():
         if method.output_key == output_key:
             return method
-    raise ValueError(f"no registered method writes head output {output_key!r}; registered outputs: "
-                     f"{sorted({m.output_key for m in _REGISTRY.values() if m.output_key})}")
+    raise ValueError(
+        f"no registered method writes head output {output_key!r}; registered outputs: "
+        f"{sorted({m.output_key for m in _REGISTRY.values() if m.output_key})}"
+    )
 
 
 def build_codec(name: str, **kw: object):
@@ -124,10 +145,14 @@ def build_codec(name: str, **kw: object):
     accepted = [p for p in inspect.signature(method.codec.__init__).parameters if p != "self"]
     unknown = sorted(set(kw) - set(accepted))
     if unknown:
-        raise ValueError(f"codec of {method.name!r} ({method.codec.__name__}) does not take {unknown}; accepted parameters: {accepted}")
+        raise ValueError(
+            f"codec of {method.name!r} ({method.codec.__name__}) does not take {unknown}; accepted parameters: {accepted}"
+        )
     for k, v in method.codec_kwargs.items():
         if k in kw and kw[k] != v:
-            raise ValueError(f"method {method.name!r} fixes {k}={v!r}, got {k}={kw[k]!r}; choose the method of that variant instead")
+            raise ValueError(
+                f"method {method.name!r} fixes {k}={v!r}, got {k}={kw[k]!r}; choose the method of that variant instead"
+            )
     return method.codec(**{**kw, **method.codec_kwargs})
 
 
@@ -142,15 +167,19 @@ def build_loss(head_key: str | None, options: Mapping[str, object] | None = None
     method = head_output(head_key)
     if method is None:
         if own:
-            raise ValueError(f"loss options {sorted(own)} belong to a compensation head, and this network has none; "
-                             "shared options: heatmap, head, stack_reduction")
+            raise ValueError(
+                f"loss options {sorted(own)} belong to a compensation head, and this network has none; "
+                "shared options: heatmap, head, stack_reduction"
+            )
         return LandmarkLoss(None, None, **shared)
     params = inspect.signature(method.loss).parameters
     takes = {k: p.default for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     unknown = sorted(set(own) - set(takes))
     if unknown:
-        raise ValueError(f"unknown loss option(s) {unknown} for method {method.name!r}; it takes {sorted(takes) or 'none'} "
-                         "besides heatmap, head, stack_reduction")
+        raise ValueError(
+            f"unknown loss option(s) {unknown} for method {method.name!r}; it takes {sorted(takes) or 'none'} "
+            "besides heatmap, head, stack_reduction"
+        )
     term = method.loss(**own)
     return LandmarkLoss(term, head_key, options={**takes, **own}, **shared)
 

@@ -68,21 +68,43 @@ def offset_map_loss(smooth_l1_beta: float = 1.0):
 
 
 def _offset_map_term(pred, targets, weight, beta):
-    return offset_map_smooth_l1(pred, require_target(targets, "offset_map", "offset_map"), require_target(targets, "offset_mask", "offset_map"), beta=beta)
+    return offset_map_smooth_l1(
+        pred,
+        require_target(targets, "offset_map", "offset_map"),
+        require_target(targets, "offset_mask", "offset_map"),
+        beta=beta,
+    )
 
 
 # Dashboard scores of the heads: does the head learn? Chance for decimal_acc is 1 / d^2.
-DECIMAL_ACC = HeadMetric("decimal_acc", "decimal_gain", lambda pred, t, cells: decimal_hit_map(pred, t["decimal"], t["weight"]), True)
-WOV_OFFSET_ERR = HeadMetric("offset_err", "offset_gain", lambda pred, t, cells: offset_error_map(pred, t["offset"], t["weight"]), False)
+DECIMAL_ACC = HeadMetric(
+    "decimal_acc", "decimal_gain", lambda pred, t, cells: decimal_hit_map(pred, t["decimal"], t["weight"]), True
+)
+WOV_OFFSET_ERR = HeadMetric(
+    "offset_err", "offset_gain", lambda pred, t, cells: offset_error_map(pred, t["offset"], t["weight"]), False
+)
 # WOM writes each landmark's offset at its target cell: both maps are read there.
-WOM_OFFSET_ERR = HeadMetric("offset_err", "offset_gain", lambda pred, t, cells: offset_error_map(pred, t["offset_map"], t["weight"], cells), False)
+WOM_OFFSET_ERR = HeadMetric(
+    "offset_err",
+    "offset_gain",
+    lambda pred, t, cells: offset_error_map(pred, t["offset_map"], t["weight"], cells),
+    False,
+)
 
 for _decoder in ("argmax", "wsm", "dark", "soft_argmax"):
     register(Method("baseline" if _decoder == "argmax" else _decoder, HeatmapCodec, {"decoder": _decoder}))
 
-_DECIMAL = {"codec": HIHCodec, "output_key": "decimal", "loss": decimal_loss, "head_is_heatmap": True, "head_metric": DECIMAL_ACC}
+_DECIMAL = {
+    "codec": HIHCodec,
+    "output_key": "decimal",
+    "loss": decimal_loss,
+    "head_is_heatmap": True,
+    "head_metric": DECIMAL_ACC,
+}
 register(Method("hih_c", head=_hih_c, **_DECIMAL))
 register(Method("hih_t", head=_hih_t, **_DECIMAL))
 register(Method("hih_l", head=_hih_l, **_DECIMAL))
 register(Method("wov", OffsetValueCodec, head=_wov, output_key="offset", loss=offset_loss, head_metric=WOV_OFFSET_ERR))
-register(Method("wom", OffsetMapCodec, head=_wom, output_key="offset_map", loss=offset_map_loss, head_metric=WOM_OFFSET_ERR))
+register(
+    Method("wom", OffsetMapCodec, head=_wom, output_key="offset_map", loss=offset_map_loss, head_metric=WOM_OFFSET_ERR)
+)

@@ -29,7 +29,6 @@ from hih.models.heads import HIHCHead, check_init_std
 from hih.models.layers import init_small_normal
 from hih.ops import argmax_2d
 
-
 POOLS = ("mean", "moments")
 
 
@@ -46,7 +45,11 @@ def heatmap_pool(fused: Tensor, heatmap: Tensor, moments: bool = False, eps: flo
     f = fused.float().flatten(2)  # (B, C, HW)
     pooled = [torch.einsum("bnp,bcp->bnc", w, f)]
     if moments:
-        ys, xs = torch.meshgrid(torch.arange(h, device=f.device, dtype=f.dtype), torch.arange(wd, device=f.device, dtype=f.dtype), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, device=f.device, dtype=f.dtype),
+            torch.arange(wd, device=f.device, dtype=f.dtype),
+            indexing="ij",
+        )
         for grid in (xs.flatten(), ys.flatten()):
             rel = grid - (w * grid).sum(-1, keepdim=True)  # (B, N, HW): cells from the centroid
             pooled.append(torch.einsum("bnp,bcp->bnc", w * rel, f))
@@ -100,7 +103,11 @@ class HIHCPHead(nn.Module):
         self.cell_at_inference = bool(cell_at_inference)
         self.decimal_size = decimal_size
         self.cnn = HIHCHead(in_channels, num_landmarks, heatmap_size, decimal_size, width=width, init_std=init_std)
-        self.pool_mlp = nn.Sequential(nn.Linear(in_channels * (3 if self.moments else 1), pool_width), nn.ReLU(inplace=True), nn.Linear(pool_width, decimal_size**2))
+        self.pool_mlp = nn.Sequential(
+            nn.Linear(in_channels * (3 if self.moments else 1), pool_width),
+            nn.ReLU(inplace=True),
+            nn.Linear(pool_width, decimal_size**2),
+        )
         if std is None:
             nn.init.normal_(self.pool_mlp[-1].weight, std=0.001)
             nn.init.zeros_(self.pool_mlp[-1].bias)
@@ -114,7 +121,9 @@ class HIHCPHead(nn.Module):
             cy, cx, _ = argmax_2d(heatmap.detach())  # the codec's own argmax: the cell the decode uses
             cells = torch.stack((cx, cy), dim=-1)
         if self.teacher_sigma is not None and cells is not None:
-            ys, xs = torch.meshgrid(torch.arange(h, device=heatmap.device), torch.arange(w, device=heatmap.device), indexing="ij")
+            ys, xs = torch.meshgrid(
+                torch.arange(h, device=heatmap.device), torch.arange(w, device=heatmap.device), indexing="ij"
+            )
             d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2  # (B, N, H, W)
             weights = torch.exp(-d2.to(heatmap.dtype) / (2 * self.teacher_sigma**2))
         pooled = self.pool_mlp(heatmap_pool(fused, weights, self.moments))  # (B, N, d*d)
@@ -126,4 +135,14 @@ def _head(channels: int, num_landmarks: int, heatmap_size: int, decimal_size: in
 
 
 # Same output key, loss, figures and dashboard score as HIH_C / HIH_T / HIH_L: the decimal heatmap.
-register(Method("hih_cp", HIHCodec, head=_head, output_key="decimal", loss=decimal_loss, head_is_heatmap=True, head_metric=DECIMAL_ACC))
+register(
+    Method(
+        "hih_cp",
+        HIHCodec,
+        head=_head,
+        output_key="decimal",
+        loss=decimal_loss,
+        head_is_heatmap=True,
+        head_metric=DECIMAL_ACC,
+    )
+)

@@ -16,9 +16,9 @@ from torch import Tensor, nn
 from hih.codecs.common import argmax_2d
 from hih.codecs.offset import OffsetValueCodec
 from hih.methods._registry import Method, register
+from hih.metrics import HeadMetric, offset_error_map
 from hih.models.heads import check_init_std
 from hih.models.layers import init_small_normal
-from hih.metrics import HeadMetric, offset_error_map
 
 KEY = "local_offset"
 
@@ -29,7 +29,9 @@ class LocalOffsetHead(nn.Module):
     def __init__(self, in_channels: int, num_landmarks: int, width: int = 64, init_std: float | None = None):
         super().__init__()
         self.num_landmarks = num_landmarks
-        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, 2 * num_landmarks, 1))
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, 2 * num_landmarks, 1)
+        )
         std = check_init_std(init_std)  # labels=authors: every head from N(0, 0.001^2), like theirs
         if std is not None:
             init_small_normal(self, std)
@@ -91,12 +93,18 @@ def _head(channels: int, num_landmarks: int, heatmap_size: int, decimal_size: in
 
 def local_offset_error(pred: Tensor, targets: Mapping[str, Tensor], cells: Tensor) -> tuple[Tensor, Tensor]:
     """Dashboard score: offset error in cells of the map read at the ground-truth cell (B, N)."""
-    return offset_error_map(_at_cells(pred.float(), cells[..., 1], cells[..., 0]), targets[KEY].float(), targets["weight"])
+    return offset_error_map(
+        _at_cells(pred.float(), cells[..., 1], cells[..., 0]), targets[KEY].float(), targets["weight"]
+    )
 
 
 register(
     Method(
-        "local_offset", LocalOffsetCodec, head=_head, output_key=KEY, loss=local_offset_loss,
+        "local_offset",
+        LocalOffsetCodec,
+        head=_head,
+        output_key=KEY,
+        loss=local_offset_loss,
         head_metric=HeadMetric("offset_err", "offset_gain", local_offset_error, higher_is_better=False),
     )
 )

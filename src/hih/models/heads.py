@@ -17,8 +17,8 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from hih.ops import argmax_2d
 from hih.models.layers import ConvBNReLU, DownBlock, init_small_normal
+from hih.ops import argmax_2d
 
 
 def _halvings(heatmap_size: int, decimal_size: int) -> int:
@@ -60,7 +60,13 @@ class HIHCHead(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, num_landmarks: int, heatmap_size: int, decimal_size: int = 8, width: int = 384, init_std: float | None = None
+        self,
+        in_channels: int,
+        num_landmarks: int,
+        heatmap_size: int,
+        decimal_size: int = 8,
+        width: int = 384,
+        init_std: float | None = None,
     ):
         super().__init__()
         std = check_init_std(init_std)
@@ -233,7 +239,9 @@ class WOVHead(nn.Module):
     Init: every conv / linear N(0, 0.001^2), zero bias; ``init_std`` changes the std.
     """
 
-    def __init__(self, in_channels: int, num_landmarks: int, width: int = 128, num_convs: int = 1, init_std: float | None = None):
+    def __init__(
+        self, in_channels: int, num_landmarks: int, width: int = 128, num_convs: int = 1, init_std: float | None = None
+    ):
         super().__init__()
         std = check_init_std(init_std)
         self.num_landmarks = num_landmarks

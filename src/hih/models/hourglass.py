@@ -65,7 +65,9 @@ class StackedHourglass(nn.Module):
     fused (B, C, S/4, S/4) after the last stack, or None when ``fuse_last`` is False).
     """
 
-    def __init__(self, num_landmarks: int, stacks: int = 1, channels: int = 256, depth: int = 4, fuse_last: bool = True):
+    def __init__(
+        self, num_landmarks: int, stacks: int = 1, channels: int = 256, depth: int = 4, fuse_last: bool = True
+    ):
         super().__init__()
         if stacks < 1:
             raise ValueError(f"stacks must be >= 1, got {stacks}")
@@ -88,7 +90,9 @@ class StackedHourglass(nn.Module):
     def forward(self, image: Tensor) -> tuple[list[Tensor], Tensor | None]:
         need = 2 ** (self.depth + 2)
         if image.shape[-1] % need or image.shape[-2] % need:
-            raise ValueError(f"hourglass of depth {self.depth} needs an input size divisible by {need}, got {tuple(image.shape[-2:])}")
+            raise ValueError(
+                f"hourglass of depth {self.depth} needs an input size divisible by {need}, got {tuple(image.shape[-2:])}"
+            )
         x = self.stem(image)
         heatmaps = []
         fused: Tensor | None = x
@@ -116,7 +120,9 @@ class TimmBackbone(nn.Module):
         self.body = timm.create_model(name, pretrained=False, features_only=True, **timm_kwargs)
         reductions = list(self.body.feature_info.reduction())
         if 4 not in reductions:
-            raise ValueError(f"timm model {name!r} has no stride-4 feature map (its feature reductions are {reductions})")
+            raise ValueError(
+                f"timm model {name!r} has no stride-4 feature map (its feature reductions are {reductions})"
+            )
         # Levels finer than stride 4 lie on the path to the kept ones, so they are computed but not returned.
         self.keep = [i for i, r in enumerate(reductions) if r >= 4]
         channels_in = [self.body.feature_info.channels()[i] for i in self.keep]
@@ -128,13 +134,17 @@ class TimmBackbone(nn.Module):
 
     def forward(self, image: Tensor) -> tuple[list[Tensor], Tensor | None]:
         if image.shape[-1] % self.max_stride or image.shape[-2] % self.max_stride:
-            raise ValueError(f"this timm backbone needs an input size divisible by {self.max_stride}, got {tuple(image.shape[-2:])}")
+            raise ValueError(
+                f"this timm backbone needs an input size divisible by {self.max_stride}, got {tuple(image.shape[-2:])}"
+            )
         size = (image.shape[-2] // 4, image.shape[-1] // 4)
         features = self.body(image)
         levels = [features[i] for i in self.keep]
         x = self.projections[0](levels[0])
         if tuple(x.shape[-2:]) != size:
-            raise ValueError(f"timm backbone's first kept level is {tuple(x.shape[-2:])} for a {tuple(image.shape[-2:])} input; expected stride 4")
+            raise ValueError(
+                f"timm backbone's first kept level is {tuple(x.shape[-2:])} for a {tuple(image.shape[-2:])} input; expected stride 4"
+            )
         for projection, level in zip(self.projections[1:], levels[1:]):
             x = x + F.interpolate(projection(level), size=size, mode="bilinear", align_corners=False)
         x = self.relu(x)

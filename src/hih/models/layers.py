@@ -40,7 +40,9 @@ class Bottleneck(nn.Module):
             ConvBNReLU(mid, mid, 3),
             ConvBNReLU(mid, out_channels, 1, relu=False),
         )
-        self.shortcut = nn.Identity() if in_channels == out_channels else ConvBNReLU(in_channels, out_channels, 1, relu=False)
+        self.shortcut = (
+            nn.Identity() if in_channels == out_channels else ConvBNReLU(in_channels, out_channels, 1, relu=False)
+        )
         self.relu = nn.ReLU(inplace=True)
 
     @property
@@ -64,7 +66,9 @@ class DownBlock(nn.Module):
             ConvBNReLU(out_channels, out_channels, 3, relu=False),
         )
         needs_projection = stride != 1 or in_channels != out_channels
-        self.shortcut = ConvBNReLU(in_channels, out_channels, 1, stride, relu=False) if needs_projection else nn.Identity()
+        self.shortcut = (
+            ConvBNReLU(in_channels, out_channels, 1, stride, relu=False) if needs_projection else nn.Identity()
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hih.models.hourglass import StackedHourglass, TimmBackbone
-from hih.models.layers import init_small_normal
 from hih.models.output import ModelOutput
 
 

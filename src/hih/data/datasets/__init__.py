@@ -24,5 +24,13 @@ for _mod in pkgutil.iter_modules(__path__):
     if not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["DatasetInfo", "dataset_names", "get_dataset", "get_layout", "layout_for_num_landmarks", "layout_names",
-           "read_dataset", "register_dataset"]
+__all__ = [
+    "DatasetInfo",
+    "dataset_names",
+    "get_dataset",
+    "get_layout",
+    "layout_for_num_landmarks",
+    "layout_names",
+    "read_dataset",
+    "register_dataset",
+]

@@ -17,8 +17,16 @@ from typing import Any
 from hih.data.layouts import Layout
 from hih.data.records import FaceRecord
 
-__all__ = ["DatasetInfo", "dataset_names", "get_dataset", "get_layout", "layout_for_num_landmarks", "layout_names",
-           "read_dataset", "register_dataset"]
+__all__ = [
+    "DatasetInfo",
+    "dataset_names",
+    "get_dataset",
+    "get_layout",
+    "layout_for_num_landmarks",
+    "layout_names",
+    "read_dataset",
+    "register_dataset",
+]
 
 #: read(root, split) -> the split's faces; raises FileNotFoundError / ValueError naming the file.
 Reader = Callable[[Path, str], list[FaceRecord]]
@@ -89,8 +97,10 @@ def register_dataset(info: DatasetInfo) -> DatasetInfo:
 def get_dataset(name: str) -> DatasetInfo:
     key = _key(name)
     if key not in _NAMES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(dataset_names())} "
-                         "(or a module in hih/data/datasets/ that registers it)")
+        raise ValueError(
+            f"unknown dataset {name!r}; expected one of {', '.join(dataset_names())} "
+            "(or a module in hih/data/datasets/ that registers it)"
+        )
     return _DATASETS[_NAMES[key]]
 
 
@@ -103,8 +113,10 @@ def read_dataset(name: str, root: str | Path, split: str) -> list[FaceRecord]:
     info = get_dataset(name)
     root = Path(root).expanduser()
     if info.prepare is not None and not root.is_dir():
-        raise FileNotFoundError(f"{info.name} dataset root {root} does not exist; it is written on first use by "
-                                f"the DataModule (or call hih.data.datasets.get_dataset({info.name!r}).prepare(root))")
+        raise FileNotFoundError(
+            f"{info.name} dataset root {root} does not exist; it is written on first use by "
+            f"the DataModule (or call hih.data.datasets.get_dataset({info.name!r}).prepare(root))"
+        )
     return info.read(root, split)
 
 
@@ -125,7 +137,10 @@ def layout_for_num_landmarks(n: int) -> Layout:
     """The layout with ``n`` landmarks (98 -> WFLW, 68 -> 300W, 29 -> COFW)."""
     found = {layout.name: layout for layout in _LAYOUTS.values() if layout.num_landmarks == n}
     if len(found) != 1:
-        have = ", ".join(f"{layout.num_landmarks} ({name})" for name, layout in sorted({l.name: l for l in _LAYOUTS.values()}.items()))
+        have = ", ".join(
+            f"{layout.num_landmarks} ({name})"
+            for name, layout in sorted({lay.name: lay for lay in _LAYOUTS.values()}.items())
+        )
         why = "no layout" if not found else f"several layouts ({sorted(found)})"
         raise ValueError(f"{why} with {n} landmarks; registered: {have}")
     return next(iter(found.values()))

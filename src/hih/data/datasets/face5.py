@@ -61,7 +61,9 @@ def read_face5(root: str | Path, split: str) -> list[FaceRecord]:
             if not row:
                 continue
             if len(row) != len(HEADER):
-                raise line_error(path, line_no, f"expected {len(HEADER)} fields (image and 10 coordinates), got {len(row)}")
+                raise line_error(
+                    path, line_no, f"expected {len(HEADER)} fields (image and 10 coordinates), got {len(row)}"
+                )
             points = np.asarray(parse_floats(row[1:], path, line_no, "coordinates"), dtype=np.float32).reshape(5, 2)
             image = root / row[0]
             if not image.is_file():

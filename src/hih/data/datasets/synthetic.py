@@ -15,5 +15,13 @@ def _prepare(root: Path, n_train: int, n_test: int, synthetic_seed: int) -> None
     ensure_synthetic(root, n_train=n_train, n_test=n_test, seed=synthetic_seed)
 
 
-register_dataset(DatasetInfo("synthetic", WFLW_LAYOUT, read_wflw, splits=SPLITS, prepare=_prepare,
-                             options={"n_train": 2000, "n_test": 500, "synthetic_seed": 0}))
+register_dataset(
+    DatasetInfo(
+        "synthetic",
+        WFLW_LAYOUT,
+        read_wflw,
+        splits=SPLITS,
+        prepare=_prepare,
+        options={"n_train": 2000, "n_test": 500, "synthetic_seed": 0},
+    )
+)

@@ -24,8 +24,16 @@ from hih.data.datasets._registry import DatasetInfo, register_dataset
 from hih.data.datasets.wflw import WFLW_LAYOUT
 from hih.data.readers.wflw import SPLITS, format_wflw_line, read_wflw
 from hih.data.records import save_image
-from hih.data.synthetic import (SPLIT_IDS, _background, face_bbox, read_manifest, render_face, sample_face,
-                                write_once, write_wflw_set)
+from hih.data.synthetic import (
+    SPLIT_IDS,
+    _background,
+    face_bbox,
+    read_manifest,
+    render_face,
+    sample_face,
+    write_once,
+    write_wflw_set,
+)
 
 #: Bump when the photos' generator changes, so cached sets are regenerated.
 PHOTOS_VERSION = 1
@@ -73,7 +81,7 @@ def make_photo(seed: int, split: str, index: int, photo_size=(800, 1200), iod_ra
         ramp = max(2.0, 0.12 * side)
         d = np.minimum(np.arange(side) + 0.5, side - np.arange(side) - 0.5)
         alpha = np.clip(np.minimum(d[:, None], d[None, :]) / ramp, 0.0, 1.0)[..., None]
-        roi = image[y:y + side, x:x + side]
+        roi = image[y : y + side, x : x + side]
         roi += (tile - roi) * alpha
         shift = np.array([x, y], dtype=np.float64)  # tile pixel i is photo pixel x + i: an exact shift
         box = face_bbox(p, face_rng) + np.r_[shift, shift]
@@ -86,9 +94,16 @@ def make_photo(seed: int, split: str, index: int, photo_size=(800, 1200), iod_ra
 
 
 def _manifest(n_train: int, n_test: int, seed: int, photo_size, iod_range) -> dict:
-    return {"generator": "hih.data.datasets.synthetic_photos", "version": PHOTOS_VERSION, "layout": "wflw",
-            "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
-            "photo_size": [int(s) for s in photo_size], "iod_range": [float(v) for v in iod_range]}
+    return {
+        "generator": "hih.data.datasets.synthetic_photos",
+        "version": PHOTOS_VERSION,
+        "layout": "wflw",
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "seed": int(seed),
+        "photo_size": [int(s) for s in photo_size],
+        "iod_range": [float(v) for v in iod_range],
+    }
 
 
 def _work(args) -> list[str]:
@@ -99,9 +114,16 @@ def _work(args) -> list[str]:
     return [format_wflw_line(lms, box, flags, rel) for lms, box, flags in faces]
 
 
-def ensure_synthetic_photos(root: str | Path, n_train: int = 300, n_test: int = 100, seed: int = 0,
-                            photo_size=(800, 1200), iod_range=(20.0, 250.0), progress: bool = True,
-                            workers: int | None = None) -> Path:
+def ensure_synthetic_photos(
+    root: str | Path,
+    n_train: int = 300,
+    n_test: int = 100,
+    seed: int = 0,
+    photo_size=(800, 1200),
+    iod_range=(20.0, 250.0),
+    progress: bool = True,
+    workers: int | None = None,
+) -> Path:
     """Make sure ``root`` holds these photos (``n_train`` / ``n_test`` photos, 1-4 faces each); generate them if not.
 
     Written to a temporary folder and renamed into place (:func:`hih.data.synthetic.write_once`), so
@@ -122,8 +144,10 @@ def ensure_synthetic_photos(root: str | Path, n_train: int = 300, n_test: int = 
 
     def generate(tmp: Path) -> None:
         t0 = time.perf_counter()
-        jobs = {split: [(seed, split, i, (lo, hi), tuple(iod_range), str(tmp)) for i in range(manifest[f"n_{split}"])]
-                for split in ("train", "test")}
+        jobs = {
+            split: [(seed, split, i, (lo, hi), tuple(iod_range), str(tmp)) for i in range(manifest[f"n_{split}"])]
+            for split in ("train", "test")
+        }
         write_wflw_set(tmp, manifest, jobs, _work, progress, workers, desc="synthetic photos", unit="photo")
         if progress:
             print(f"[hih] wrote {n_train} + {n_test} synthetic photos to {root} in {time.perf_counter() - t0:.1f} s")
@@ -132,12 +156,29 @@ def ensure_synthetic_photos(root: str | Path, n_train: int = 300, n_test: int = 
 
 
 def _prepare(root: Path, n_photos: int, n_test_photos: int, photos_seed: int, photo_size, iod_range) -> None:
-    ensure_synthetic_photos(root, n_train=n_photos, n_test=n_test_photos, seed=photos_seed,
-                            photo_size=tuple(photo_size), iod_range=tuple(iod_range))
+    ensure_synthetic_photos(
+        root,
+        n_train=n_photos,
+        n_test=n_test_photos,
+        seed=photos_seed,
+        photo_size=tuple(photo_size),
+        iod_range=tuple(iod_range),
+    )
 
 
-register_dataset(DatasetInfo(
-    "synthetic_photos", WFLW_LAYOUT, read_wflw, splits=SPLITS, prepare=_prepare,
-    options={"n_photos": 300, "n_test_photos": 100, "photos_seed": 0, "photo_size": (800, 1200),
-             "iod_range": (20.0, 250.0)},
-))
+register_dataset(
+    DatasetInfo(
+        "synthetic_photos",
+        WFLW_LAYOUT,
+        read_wflw,
+        splits=SPLITS,
+        prepare=_prepare,
+        options={
+            "n_photos": 300,
+            "n_test_photos": 100,
+            "photos_seed": 0,
+            "photo_size": (800, 1200),
+            "iod_range": (20.0, 250.0),
+        },
+    )
+)

@@ -29,5 +29,6 @@ W300_LAYOUT = Layout(
     eye_contours=(tuple(range(36, 42)), tuple(range(42, 48))),
 )
 
-register_dataset(DatasetInfo("300w", W300_LAYOUT, read_300w, splits=SPLITS, aliases=("w300",),
-                             layout_aliases=("300w68", "ibug")))
+register_dataset(
+    DatasetInfo("300w", W300_LAYOUT, read_300w, splits=SPLITS, aliases=("w300",), layout_aliases=("300w68", "ibug"))
+)

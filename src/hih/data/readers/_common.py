@@ -58,8 +58,9 @@ def check_split(split: str, choices: tuple[str, ...], dataset: str) -> str:
     return key
 
 
-def warn_far_outside(source: str | Path, faces: Iterable[tuple[str | Path, np.ndarray, Path]],
-                     margin: float = OUTSIDE_MARGIN) -> int:
+def warn_far_outside(
+    source: str | Path, faces: Iterable[tuple[str | Path, np.ndarray, Path]], margin: float = OUTSIDE_MARGIN
+) -> int:
     """Warn once for ``source`` (an annotation file or folder) about faces whose landmarks lie more
     than ``margin`` x the image's longer side outside the image; the faces are still read.
 
@@ -79,9 +80,11 @@ def warn_far_outside(source: str | Path, faces: Iterable[tuple[str | Path, np.nd
     if bad:
         shown = "; ".join(f"{where}: up to {dist:.0f} px outside its {w}x{h} image" for where, dist, w, h in bad[:3])
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        log.warning(f"{source}: {len(bad)} face(s) with landmarks far outside the image (more than "
-                    f"{margin:.0%} of its longer side), a corrupt or mis-scaled annotation? {shown}{more}. "
-                    f"They are read as they are; fix or drop them.")
+        log.warning(
+            f"{source}: {len(bad)} face(s) with landmarks far outside the image (more than "
+            f"{margin:.0%} of its longer side), a corrupt or mis-scaled annotation? {shown}{more}. "
+            f"They are read as they are; fix or drop them."
+        )
     return len(bad)
 
 

@@ -42,8 +42,9 @@ def find_mat_file(root: Path, split: str) -> Path:
     for name in _FILES[split]:
         if (root / name).is_file():
             return root / name
-    raise missing(root / _FILES[split][0], "COFW", TREE, f".mat file for split {split!r} (also looked for "
-                                                          f"{_FILES[split][1]})")
+    raise missing(
+        root / _FILES[split][0], "COFW", TREE, f".mat file for split {split!r} (also looked for {_FILES[split][1]})"
+    )
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -75,8 +76,10 @@ class _MatContent:
             raise
 
     def _missing_var(self, var: str, found) -> ValueError:
-        return ValueError(f"{self.path}: expected a variable {var!r} (the COFW {self.split} set has "
-                          f"{', '.join(_VARS[self.split])}), found {sorted(found)}")
+        return ValueError(
+            f"{self.path}: expected a variable {var!r} (the COFW {self.split} set has "
+            f"{', '.join(_VARS[self.split])}), found {sorted(found)}"
+        )
 
     def _load_hdf5(self) -> None:
         names = [k for k in self._h5 if not k.startswith("#")]
@@ -112,8 +115,9 @@ class _MatContent:
                 f"{NUM_LANDMARKS} occlusion flags for the COFW layout), got {'x'.join(map(str, self.phis.shape))}"
             )
         if self.bboxes.shape != (n, 4):
-            raise ValueError(f"{path}: {self.box_var} must be {n} x 4 (x, y, w, h), got "
-                             f"{'x'.join(map(str, self.bboxes.shape))}")
+            raise ValueError(
+                f"{path}: {self.box_var} must be {n} x 4 (x, y, w, h), got {'x'.join(map(str, self.bboxes.shape))}"
+            )
         if len(self) != n:
             raise ValueError(f"{path}: {self.img_var} holds {len(self)} images but {self.phis_var} has {n} rows")
 
@@ -205,20 +209,26 @@ def read_cofw(root: str | Path, split: str, cache_dir: str | Path | None = None)
     finally:
         content.close()
     n = NUM_LANDMARKS
-    landmarks = np.stack([phis[:, :n], phis[:, n: 2 * n]], axis=-1).astype(np.float32)
-    flags = phis[:, 2 * n:]
+    landmarks = np.stack([phis[:, :n], phis[:, n : 2 * n]], axis=-1).astype(np.float32)
+    flags = phis[:, 2 * n :]
     if not np.isin(flags, (0.0, 1.0)).all():
         raise ValueError(f"{mat}: occlusion flags (columns {2 * n + 1}..{3 * n} of {_VARS[split][1]}) must be 0 or 1")
     if not (np.isfinite(landmarks).all() and np.isfinite(boxes).all()):
         raise ValueError(f"{mat}: expected finite landmark and box values")
     if (boxes[:, 2:] <= 0).any():
         bad = int(np.nonzero((boxes[:, 2:] <= 0).any(1))[0][0])
-        raise ValueError(f"{mat}: {_VARS[split][2]} row {bad + 1}: expected x, y, w, h with w, h > 0, "
-                         f"got {boxes[bad].tolist()}")
+        raise ValueError(
+            f"{mat}: {_VARS[split][2]} row {bad + 1}: expected x, y, w, h with w, h > 0, got {boxes[bad].tolist()}"
+        )
     xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1).astype(np.float32)
     warn_far_outside(mat, ((f"{_VARS[split][1]} row {i + 1}", landmarks[i], paths[i]) for i in range(len(paths))))
     return [
-        FaceRecord(image_path=paths[i], landmarks=landmarks[i], bbox=xyxy[i],
-                   subsets=np.zeros(0, dtype=bool), occluded=flags[i].astype(bool))
+        FaceRecord(
+            image_path=paths[i],
+            landmarks=landmarks[i],
+            bbox=xyxy[i],
+            subsets=np.zeros(0, dtype=bool),
+            occluded=flags[i].astype(bool),
+        )
         for i in range(len(paths))
     ]

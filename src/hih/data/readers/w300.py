@@ -62,8 +62,9 @@ def read_pts(path: str | Path, num_landmarks: int | None = NUM_LANDMARKS) -> np.
         line_no, text = rows[k]
         key, sep, value = text.partition(":")
         if not sep:
-            raise line_error(path, line_no, f"expected a header 'key: value' (version: 1 / n_points: 68) or '{{', "
-                                            f"got {text!r}")
+            raise line_error(
+                path, line_no, f"expected a header 'key: value' (version: 1 / n_points: 68) or '{{', got {text!r}"
+            )
         header[key.strip().lower()] = value.strip()
         k += 1
     if k == len(rows):
@@ -75,15 +76,18 @@ def read_pts(path: str | Path, num_landmarks: int | None = NUM_LANDMARKS) -> np.
     except ValueError:
         raise ValueError(f"{path}: expected an integer n_points, got {header['n_points']!r}") from None
     if num_landmarks is not None and n_points != num_landmarks:
-        raise ValueError(f"{path}: expected {num_landmarks} landmarks for the 300W layout, file has n_points: {n_points}")
-    body = rows[k + 1:]
+        raise ValueError(
+            f"{path}: expected {num_landmarks} landmarks for the 300W layout, file has n_points: {n_points}"
+        )
+    body = rows[k + 1 :]
     if not body or body[-1][1] != "}":
         raise line_error(path, len(lines), "expected '}' closing the point list")
     points = body[:-1]
     if len(points) != n_points:
         where = points[n_points][0] if len(points) > n_points else body[-1][0]
-        raise line_error(path, where, f"expected {n_points} point lines 'x y' (n_points: {n_points}), "
-                                      f"got {len(points)}")
+        raise line_error(
+            path, where, f"expected {n_points} point lines 'x y' (n_points: {n_points}), got {len(points)}"
+        )
     out = np.empty((n_points, 2), dtype=np.float32)
     for j, (line_no, text) in enumerate(points):
         tokens = text.split()
@@ -129,8 +133,11 @@ def _read_folder(root: Path, rel: str, flags: tuple[bool, bool]) -> list[FaceRec
     for pts in pts_files:
         landmarks = read_pts(pts)
         bbox = np.concatenate([landmarks.min(0), landmarks.max(0)])
-        records.append(FaceRecord(image_path=_image_for(pts), landmarks=landmarks, bbox=bbox,
-                                  subsets=np.asarray(flags, dtype=bool)))
+        records.append(
+            FaceRecord(
+                image_path=_image_for(pts), landmarks=landmarks, bbox=bbox, subsets=np.asarray(flags, dtype=bool)
+            )
+        )
     warn_far_outside(folder, ((pts.name, r.landmarks, r.image_path) for pts, r in zip(pts_files, records)))
     return records
 

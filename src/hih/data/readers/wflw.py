@@ -67,21 +67,25 @@ def read_wflw(root: str | Path, split: str, check_images: bool = True) -> list[F
                 continue
             if len(tokens) != NUM_FIELDS:
                 raise line_error(
-                    list_file, line_no,
+                    list_file,
+                    line_no,
                     f"expected {NUM_FIELDS} fields (196 landmark coordinates, 4 box values, 6 attribute flags, "
                     f"image path), got {len(tokens)}",
                 )
             values = parse_floats(tokens[:-1], list_file, line_no, "landmarks, box and attributes")
             landmarks = np.asarray(values[: 2 * NUM_LANDMARKS], dtype=np.float32).reshape(NUM_LANDMARKS, 2)
-            bbox = np.asarray(values[2 * NUM_LANDMARKS: 2 * NUM_LANDMARKS + 4], dtype=np.float32)
-            flags = values[2 * NUM_LANDMARKS + 4: 2 * NUM_LANDMARKS + 4 + NUM_ATTRIBUTES]
+            bbox = np.asarray(values[2 * NUM_LANDMARKS : 2 * NUM_LANDMARKS + 4], dtype=np.float32)
+            flags = values[2 * NUM_LANDMARKS + 4 : 2 * NUM_LANDMARKS + 4 + NUM_ATTRIBUTES]
             if any(f not in (0.0, 1.0) for f in flags):
                 raise line_error(list_file, line_no, f"expected attribute flags 0 or 1, got {flags}")
             if not np.isfinite(landmarks).all() or not np.isfinite(bbox).all():
                 raise line_error(list_file, line_no, "expected finite landmark and box coordinates")
             if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
-                raise line_error(list_file, line_no, f"expected a box x_min y_min x_max y_max with x_max > x_min "
-                                                     f"and y_max > y_min, got {bbox.tolist()}")
+                raise line_error(
+                    list_file,
+                    line_no,
+                    f"expected a box x_min y_min x_max y_max with x_max > x_min and y_max > y_min, got {bbox.tolist()}",
+                )
             rel = tokens[-1]
             image_path = image_dirs[0] / rel
             if check_images and not image_path.is_file():
@@ -92,8 +96,9 @@ def read_wflw(root: str | Path, split: str, check_images: bool = True) -> list[F
                     raise FileNotFoundError(
                         f"{list_file}:{line_no}: image {rel!r} not found (looked for {image_path} and {alt})"
                     )
-            records.append(FaceRecord(image_path=image_path, landmarks=landmarks, bbox=bbox,
-                                      subsets=np.asarray(flags, dtype=bool)))
+            records.append(
+                FaceRecord(image_path=image_path, landmarks=landmarks, bbox=bbox, subsets=np.asarray(flags, dtype=bool))
+            )
             line_nos.append(line_no)
     if not records:
         raise ValueError(f"{list_file}: no faces in the annotation list (expected lines of {NUM_FIELDS} fields)")
