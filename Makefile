@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install train test test-fast bench quantization flops gpu-check clean
+.PHONY: install train test test-fast lint bench quantization flops gpu-check clean
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ train: install
 # Everything (CI runs this through .ci/run).
 test: install
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(ARGS)
+
+# ruff (pyproject.toml: pyflakes, pycodestyle, import order, pyupgrade, bugbear; 120 columns) and
+# the formatter's check; CI runs it before the tests. `$(BIN)/ruff format .` fixes the layout.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The edit loop: all but the tests marked slow (they train with Lightning or start subprocesses).
 test-fast: install
