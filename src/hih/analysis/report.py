@@ -442,6 +442,308 @@ def integer_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], 
     return header, rows
 
 
+
+# ----------------------------------------------------------------------------------- over seeds
+SEED_KEY = "seed"
+#: Confidence of the paired intervals (t distribution over the seeds).
+CONFIDENCE = 0.95
+#: Default reference of the paired differences, when such a row exists.
+DEFAULT_REF = "model=baseline"
+
+
+def run_seed(run: Run) -> str | None:
+    """The run's seed: its ``seed=`` override, else its config's ``seed``."""
+    value = _override_value(run.overrides, SEED_KEY)
+    if value is None and run.config:
+        value = run.config.get(SEED_KEY)
+    return None if value is None else str(value)
+
+
+def _point(run: Run) -> tuple[str, ...]:
+    """The run's overrides less its seed: the grid point it belongs to."""
+    return tuple(o for o in run.overrides if o.lstrip("+~").partition("=")[0] != SEED_KEY)
+
+
+def redecoded_methods(run: Run, stage: str = "test") -> list[str]:
+    """The methods a run was re-decoded with (keys ``<stage>/<metric>@<method>``), in logged order."""
+    found: list[str] = []
+    for key in run.metrics:
+        if key.startswith(stage + "/") and "@" in key:
+            method = key.split("@", 1)[1].split("/", 1)[0]
+            if method not in found:
+                found.append(method)
+    return found
+
+
+def as_redecode(run: Run, method: str, stage: str = "test") -> Run:
+    """``run`` as decoded by ``method``: its ``<metric>@<method>`` keys under the plain names.
+
+    The same job (number, folder, seed, status) as ``run``: a failed training fails its re-decodes too.
+    """
+    metrics = {}
+    for key, value in run.metrics.items():
+        head, sep, rest = key.partition("@")
+        if sep and rest.split("/", 1)[0] == method:
+            metrics[head + rest[len(method):]] = value
+    status = run.status if run.status != "completed" or metrics else "no metrics"
+    return Run(run.num, run.path, run.overrides, status, metrics, run.config, run.error, label=f"{run.label} → {method} (re-decode)")
+
+
+@dataclass
+class Row:
+    """One grid point: the runs whose overrides differ only in ``seed`` (one per seed, failed ones included).
+
+    redecode: the method whose decode of these runs' network this row shows (None: the runs' own decode).
+    """
+
+    label: str
+    runs: list[Run]
+    redecode: str | None = None
+    point: tuple[str, ...] = ()
+
+    @property
+    def model(self) -> str:
+        own = next((r.model for r in self.runs if r.model), "")
+        return f"{self.redecode} (re-decode of {own})" if self.redecode else own
+
+    @property
+    def completed(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "completed"]
+
+    @property
+    def seeds(self) -> list[str]:
+        return [s for s in (run_seed(r) for r in self.runs) if s is not None]
+
+    def values(self, key: str) -> dict[str, float]:
+        """seed -> value of ``key`` over the completed runs that logged it (NaN left out)."""
+        out = {}
+        for r in self.completed:
+            v = r.metrics.get(key)
+            if v is not None and not math.isnan(v):
+                out[run_seed(r) or f"job {r.num}"] = float(v)
+        return out
+
+    def stats(self, key: str) -> Stats:
+        return Stats.of(list(self.values(key).values()))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Mean, sample standard deviation (ddof=1; None for one value) and n of a metric over seeds."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+    @staticmethod
+    def of(values: Sequence[float]) -> Stats:
+        n = len(values)
+        if not n:
+            return Stats(None, None, 0)
+        mean = math.fsum(values) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        return Stats(mean, std, n)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Row minus reference, paired by seed: mean difference, its 95 % t interval (None for < 2 pairs), n pairs."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes 0."""
+        return self.low is not None and (self.low > 0 or self.high < 0)
+
+    @staticmethod
+    def paired(row: Mapping[str, float], ref: Mapping[str, float], confidence: float = CONFIDENCE) -> Difference:
+        seeds = [s for s in row if s in ref]
+        diffs = [row[s] - ref[s] for s in seeds]
+        stats = Stats.of(diffs)
+        if stats.n < 2:
+            return Difference(stats.mean, None, None, stats.n)
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + confidence / 2, stats.n - 1)) * stats.std / math.sqrt(stats.n)
+        return Difference(stats.mean, stats.mean - half, stats.mean + half, stats.n)
+
+
+def group_runs(runs: Sequence[Run], stage: str = "test") -> list[Row]:
+    """Runs -> rows: one per grid point (overrides less ``seed``), in job order, each followed by
+    its re-decode rows (one per method its runs were re-decoded with)."""
+    points: dict[tuple[str, ...], list[Run]] = {}
+    for r in runs:
+        points.setdefault(_point(r), []).append(r)
+    firsts = [members[0] for members in points.values()]
+    stripped = [Run(r.num, r.path, list(_point(r)), r.status, config=r.config) for r in firsts]
+    rows: list[Row] = []
+    for (point, members), label in zip(points.items(), run_labels(stripped)):
+        rows.append(Row(label, members, None, point))
+        methods: list[str] = []
+        for r in members:
+            methods += [m for m in redecoded_methods(r, stage) if m not in methods]
+        for method in methods:
+            rows.append(Row(f"{label} → {method} (re-decode)", [as_redecode(r, method, stage) for r in members], method, point))
+    return rows
+
+
+def _parse_ref(ref: str) -> dict[str, str]:
+    parsed = {}
+    for part in str(ref).split():
+        key, sep, value = part.lstrip("+~").partition("=")
+        if not sep:
+            raise ValueError(f"ref={ref!r}: expected override strings key=value (e.g. ref=model=baseline or ref='model=wsm labels=ours')")
+        parsed[key] = value
+    return parsed
+
+
+def reference_rows(rows: Sequence[Row], ref: str | None = None) -> dict[int, Row | None]:
+    """Each row's reference (index -> row, None when it has none).
+
+    ``ref``: override string(s) naming the reference (``model=baseline``; default: the baseline when
+    a row has it, else no differences). A row's reference is the reference row at its own values of
+    every other override (``model=hih_c labels=ours`` -> ``model=baseline labels=ours``); a re-decode
+    row's may be its own training's row (``ref=model=baseline``: DARK's re-decode against argmax).
+    """
+    spec = _parse_ref(ref) if ref else None
+    own_rows = [r for r in rows if r.redecode is None]
+    if spec is None:
+        default = _parse_ref(DEFAULT_REF)
+        if not any(_matches(r.point, default) for r in own_rows):
+            return {i: None for i in range(len(rows))}
+        spec = default
+    candidates = [r for r in own_rows if _matches(r.point, spec)]
+    if not candidates:
+        known = sorted({o for r in own_rows for o in r.point})
+        raise ValueError(f"ref={ref!r} matches no row; the rows' overrides: {', '.join(known) or '(none)'}")
+    out = {}
+    for i, row in enumerate(rows):
+        others = _without(row.point, spec)
+        found = [c for c in candidates if _without(c.point, spec) == others]
+        out[i] = found[0] if found else None
+    return out
+
+
+def _pairs(point: Sequence[str]) -> dict[str, str]:
+    return dict(o.lstrip("+~").partition("=")[::2] for o in point)
+
+
+def _matches(point: Sequence[str], spec: Mapping[str, str]) -> bool:
+    pairs = _pairs(point)
+    return all(pairs.get(k) == v for k, v in spec.items())
+
+
+def _without(point: Sequence[str], spec: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in _pairs(point).items() if k not in spec}
+
+
+def is_multi_seed(rows: Sequence[Row]) -> bool:
+    """Some grid point has more than one job (seeds): the report aggregates."""
+    return any(len(r.runs) > 1 for r in rows)
+
+
+def _pm(stats: Stats, column: str) -> str:
+    if stats.mean is None:
+        return "-"
+    if stats.std is None:
+        return _fmt(stats.mean, column)
+    return f"{_fmt(stats.mean, column)} ± {_fmt(stats.std, column)}"
+
+
+def _diff_text(diff: Difference | None, column: str) -> str:
+    if diff is None or diff.mean is None:
+        return "-"
+    text = f"{diff.mean:+.{3 if 'auc' in column else digits(column)}f}"
+    if diff.low is not None:
+        text += f" [{diff.low:+.{3 if 'auc' in column else digits(column)}f}, {diff.high:+.{3 if 'auc' in column else digits(column)}f}]"
+        if diff.significant:
+            text += " *"
+    return text
+
+
+def _count(row: Row) -> str:
+    """"n/total" completed seeds, and how the others ended (failed, running, ...)."""
+    ended: dict[str, int] = {}
+    for r in row.runs:
+        if r.status != "completed":
+            ended[r.status] = ended.get(r.status, 0) + 1
+    text = f"{len(row.completed)}/{len(row.runs)}"
+    return text + (" (" + ", ".join(f"{n} {s}" for s, n in ended.items()) + ")" if ended else "")
+
+
+def seed_summary_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """One row per grid point (and re-decode): seeds done / total, mean ± std of the full-set metrics,
+    the paired NME difference to the reference with its interval (``*``: excludes 0)."""
+    runs = [r for row in rows for r in row.runs]
+    families = [m for m in metric_families(runs, stage) if m in METRICS or m in ("nme_integer_corner", "nme_integer") or m in HEAD_COLUMNS]
+    header = ["run", "model", "seeds", *families, f"Δ nme vs ref [{int(CONFIDENCE * 100)} % CI]", "ref"]
+    out = []
+    for i, row in enumerate(rows):
+        ref = refs.get(i)
+        diff = None if ref is None or ref is row else Difference.paired(row.values(f"{stage}/nme"), ref.values(f"{stage}/nme"))
+        ref_text = "(reference)" if ref is row else (ref.label if ref is not None else "-")
+        out.append([row.label, row.model, _count(row), *(_pm(row.stats(f"{stage}/{m}"), m) for m in families), _diff_text(diff, "nme"), ref_text])
+    return header, out
+
+
+def seed_metric_table(rows: Sequence[Row], metric: str, stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """:func:`metric_table` over seeds: mean ± std per subset, rows without this family left out."""
+    runs = [r for row in rows for r in row.runs]
+    subsets = subset_order(runs, stage)
+    header = ["run", "model", "seeds"] + [SUBSET_LABELS.get(s, s) for s in subsets]
+    out = []
+    for row in rows:
+        keys = [f"{stage}/{metric}" + ("" if s == "full" else f"/{s}") for s in subsets]
+        cells = [_pm(row.stats(k), metric) for k in keys]
+        if row.completed and all(c == "-" for c in cells) and (metric.endswith(INTEGER_VARIANTS) or metric in HEAD_COLUMNS):
+            continue
+        out.append([row.label, row.model, _count(row)] + cells)
+    return header, out
+
+
+def seed_csv_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """Wide CSV of the rows: label, model, re-decode, reference, seeds, counts, then per metric key its
+    mean, std, n and the paired difference to the reference (mean, interval low / high, n pairs)."""
+    keys = sorted({k for row in rows for r in row.runs for k in r.metrics if k.startswith(stage + "/")})
+    header = ["run", "model", "redecode", "ref", "seeds", "completed", "jobs"]
+    for k in keys:
+        header += [f"{k} mean", f"{k} std", f"{k} n", f"{k} diff", f"{k} diff low", f"{k} diff high", f"{k} diff n"]
+    out = []
+    for i, row in enumerate(rows):
+        ref = refs.get(i)
+        line = [row.label, row.model, row.redecode or "", "" if ref is None else ("(reference)" if ref is row else ref.label),
+                " ".join(row.seeds), len(row.completed), len(row.runs)]
+        for k in keys:
+            st = row.stats(k)
+            d = Difference.paired(row.values(k), ref.values(k)) if ref is not None and ref is not row else Difference(None, None, None, 0)
+            line += [st.mean, st.std, st.n, d.mean, d.low, d.high, d.n if ref is not None and ref is not row else None]
+        out.append(line)
+    return header, out
+
+
+def plot_rows(rows: Sequence[Row], path: str | os.PathLike, metric: str = "nme", stage: str = "test", title: str | None = None) -> Path | None:
+    """Bar chart of one full-set metric per row: the mean over seeds, error bars one standard deviation."""
+    done = [(row, row.stats(f"{stage}/{metric}")) for row in rows]
+    done = [(row, st) for row, st in done if st.n]
+    if not done:
+        return None
+    means = [st.mean for _, st in done]
+    stds = [st.std or 0.0 for _, st in done]
+    fig, ax = _figure((max(4.0, 0.6 * len(done) + 2), 4.5))
+    colors = ["tab:orange" if row.redecode else "tab:blue" for row, _ in done]
+    bars = ax.bar(range(len(done)), means, yerr=stds, capsize=3, color=colors)
+    ax.bar_label(bars, labels=[f"{_fmt(m, metric)}\nn={st.n}" for m, (_, st) in zip(means, done)], fontsize=6, padding=2)
+    ax.set_xticks(range(len(done)), [row.label for row, _ in done], rotation=40, ha="right", fontsize=6)
+    ax.set_ylabel(f"{metric} ({'fraction' if 'auc' in metric else '%'}), mean ± std over seeds")
+    ax.set_title(title or f"{stage} {metric}: mean ± std over seeds (orange: re-decodes)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------------------- plots
 def plot_runs(runs: Sequence[Run], path: str | os.PathLike, metric: str = "nme", stage: str = "test", title: str | None = None) -> Path | None:
     """Bar chart of one full-set metric per completed run (the per-head comparison of Table 5)."""
