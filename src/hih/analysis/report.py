@@ -17,6 +17,11 @@ Status of a job, from the most to the least certain evidence:
   ``not started``  part of the sweep's grid (multirun.yaml) but no job folder yet.
 Nothing is dropped silently: every job of the grid is a row.
 
+Seeds: jobs whose overrides differ only in ``seed`` are one row of the tables (:func:`group_runs`):
+mean ± standard deviation and the number of completed seeds, failed or missing ones counted, and the
+paired difference to a reference row with its 95 % t interval (:class:`Difference`). A run that was
+re-decoded (``test/<metric>@<method>``, :func:`hih.module.redecoders`) gives one more row per method.
+
 Reading and reporting need no running Hydra app; Hydra's grid expansion is used only to list
 not-started jobs.
 """
@@ -345,7 +350,8 @@ def metric_families(runs: Sequence[Run], stage: str = "test") -> list[str]:
     """nme, fr_10, auc_10 (paper order), then the integer-only variants found, each metric's corner
     (Table 7's convention) before its centre (nme_integer_corner, nme_integer, fr_10_integer_corner, ...),
     then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain)."""
-    names = {k.split("/")[1] for r in runs for k in r.metrics if k.startswith(stage + "/") and k.count("/") >= 1}
+    # <metric>@<method>: a re-decode, shown as a row of its own (group_runs), not as a column.
+    names = {k.split("/")[1] for r in runs for k in r.metrics if k.startswith(stage + "/") and k.count("/") >= 1 and "@" not in k}
     base = [m for m in METRICS if m in names] or sorted(n for n in names if "_integer" not in n and n not in HEAD_COLUMNS)
     variants = [m + v for m in METRICS for v in INTEGER_VARIANTS if m + v in names]
     head = [m for m in HEAD_COLUMNS if m in names]
@@ -384,7 +390,7 @@ def summary_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], 
 
 
 def _fmt(value: Any, column: str = "") -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     if isinstance(value, float):
         if math.isnan(value):
@@ -576,12 +582,13 @@ def group_runs(runs: Sequence[Run], stage: str = "test") -> list[Row]:
     """Runs -> rows: one per grid point (overrides less ``seed``), in job order, each followed by
     its re-decode rows (one per method its runs were re-decoded with)."""
     points: dict[tuple[str, ...], list[Run]] = {}
-    for r in runs:
-        points.setdefault(_point(r), []).append(r)
+    for r in runs:  # the grid lists a not-started job's overrides in its own order
+        points.setdefault(tuple(sorted(_point(r))), []).append(r)
     firsts = [members[0] for members in points.values()]
     stripped = [Run(r.num, r.path, list(_point(r)), r.status, config=r.config) for r in firsts]
     rows: list[Row] = []
-    for (point, members), label in zip(points.items(), run_labels(stripped)):
+    for members, first, label in zip(points.values(), stripped, run_labels(stripped)):
+        point = tuple(first.overrides)
         rows.append(Row(label, members, None, point))
         methods: list[str] = []
         for r in members:
@@ -821,15 +828,23 @@ class Report:
         return out
 
 
-def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, stage: str = "test", plots: bool = True) -> Report:
+def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, stage: str = "test", plots: bool = True,
+                 ref: str | None = None) -> Report:
     """Read a multirun folder and write ``report.md``, ``runs.csv``, one CSV per metric table and the plots.
 
+    Runs whose overrides differ only in ``seed`` form one row (:func:`group_runs`); when some row has
+    several seeds, every table shows mean ± std over them with the number of completed seeds, the
+    summary adds each row's paired difference to its reference (``ref``, an override string; default
+    the baseline when present, :func:`reference_rows`) with a 95 % t interval, and ``rows.csv`` holds
+    it all. One seed per row: one row per run, as without seeds. Re-decodes of a run's network
+    (``test/<metric>@<method>``) are rows of their own in both cases.
     output_dir defaults to ``<multirun_dir>/report``. Returns what was written.
     """
     root = Path(multirun_dir)
     runs = collect_runs(root)
     out = Path(output_dir) if output_dir is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    rows = group_runs(runs, stage)
 
     counts: dict[str, int] = {}
     for r in runs:
@@ -840,27 +855,42 @@ def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike 
         f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
         "NME and FR in percent, AUC as a fraction (paper layout); rows are labelled by the overrides that vary.",
         "",
-        "## Runs",
-        "",
     ]
-    header, rows = summary_table(runs, stage)
     csvs = {"runs": write_csv(out / "runs.csv", *all_metrics_table(runs, stage))}
-    sections += [to_markdown(header, rows), ""]
+    if is_multi_seed(rows):
+        sections += _seed_sections(rows, ref, stage, out, csvs)
+        if plots:
+            path = plot_rows(rows, out / "rows_nme.png", "nme", stage)
+            written = {"rows": path} if path is not None else {}
+            sections += [f"![rows]({path.name})", ""] if path is not None else []
+        else:
+            written = {}
+        header, table = summary_table(runs, stage)
+        sections += ["## Every job", "", to_markdown(header, table), ""]
+        markdown = out / "report.md"
+        markdown.write_text("\n".join(sections))
+        return Report(runs, markdown, csvs, written)
+
+    # One seed per grid point: one row per run (re-decodes after their run), as the paper's tables.
+    shown = [r for row in rows for r in row.runs]
+    sections += ["## Runs", ""]
+    header, table = summary_table(shown, stage)
+    sections += [to_markdown(header, table), ""]
     glance_done = False
-    for metric in metric_families(runs, stage):
-        header, rows = metric_table(runs, metric, stage)
-        if not rows:
+    for metric in metric_families(shown, stage):
+        header, table = metric_table(shown, metric, stage)
+        if not table:
             continue
         if "_integer" in metric and not glance_done:  # Table 7's summary heads its section
             glance_done = True
-            g_header, g_rows = integer_table(runs, stage)
+            g_header, g_rows = integer_table(shown, stage)
             csvs["integer"] = write_csv(out / "integer.csv", g_header, g_rows)
             sections += [f"## {INTEGER_TITLE}", "", to_markdown(g_header, g_rows), ""]
-        csvs[metric] = write_csv(out / f"{metric}.csv", header, rows)
-        sections += [f"## {TITLES.get(metric, metric)}", "", to_markdown(header, rows, metric), ""]
+        csvs[metric] = write_csv(out / f"{metric}.csv", header, table)
+        sections += [f"## {TITLES.get(metric, metric)}", "", to_markdown(header, table, metric), ""]
     written: dict[str, Path] = {}
     if plots:
-        for name, fn in (("runs", lambda p: plot_runs(runs, p, "nme", stage)), ("decimal", lambda p: plot_decimal(runs, p, "nme", stage))):
+        for name, fn in (("runs", lambda p: plot_runs(shown, p, "nme", stage)), ("decimal", lambda p: plot_decimal(runs, p, "nme", stage))):
             path = fn(out / f"{name}_nme.png")
             if path is not None:
                 written[name] = path
@@ -868,6 +898,35 @@ def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike 
     markdown = out / "report.md"
     markdown.write_text("\n".join(sections))
     return Report(runs, markdown, csvs, written)
+
+
+def _seed_sections(rows: Sequence[Row], ref: str | None, stage: str, out: Path, csvs: dict[str, Path]) -> list[str]:
+    """The Markdown of a multi-seed report (and its CSVs into ``csvs``)."""
+    refs = reference_rows(rows, ref)
+    seeds = sorted({s for row in rows for s in row.seeds}, key=lambda s: (len(s), s))
+    header, table = seed_summary_table(rows, refs, stage)
+    csvs["rows"] = write_csv(out / "rows.csv", *seed_csv_table(rows, refs, stage))
+    with_ref = any(ref_row is not None for ref_row in refs.values())
+    sections = [
+        f"{len(rows)} rows over seeds {', '.join(seeds) or '-'}: each cell is mean ± standard deviation over the row's "
+        "completed seeds (sample std, ddof = 1); \"seeds\" counts the completed ones against the row's jobs, and names "
+        "how the others ended (failed, running, not started: never averaged in).",
+    ]
+    if with_ref:
+        sections[-1] += (
+            f" Δ nme: the row minus its reference (the reference row at the row's other overrides), paired by seed, "
+            f"mean [{int(CONFIDENCE * 100)} % t interval over the pairs]; * marks an interval that excludes 0. "
+            "Re-decode rows (→ <method>) decode the same trained networks as the row above them."
+        )
+    sections += ["", "## Rows (mean ± std over seeds)", "", to_markdown(header, table), ""]
+    runs = [r for row in rows for r in row.runs]
+    for metric in metric_families(runs, stage):
+        header, table = seed_metric_table(rows, metric, stage)
+        if not table:
+            continue
+        csvs[metric] = write_csv(out / f"{metric}.csv", header, table)
+        sections += [f"## {TITLES.get(metric, metric)}, mean ± std over seeds", "", to_markdown(header, table, metric), ""]
+    return sections
 
 
 def all_metrics_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
