@@ -77,18 +77,24 @@ class SweepCallback(Callback):
     running one: Hydra's launchers keep going after a failing job but record the failure nowhere
     in the job's folder.
 
-    on_multirun_start resolves ``wandb_group`` once in the sweep's master config: Hydra copies the
+    on_multirun_start resolves ``wandb_sweep`` once in the sweep's master config: Hydra copies the
     master's resolver cache into every job's config, so ``${now:...}`` in the group is the same
-    for all jobs of the sweep (even when ``hydra.sweep.dir`` holds no timestamp).
+    for all jobs of the sweep (even when ``hydra.sweep.dir`` holds no timestamp). It also adds the
+    seeds of ``sweep.seeds`` to the basic sweeper's grid (:func:`add_seeds`), before Hydra expands it,
+    and names each job's grid point by its swept keys only (:func:`point_by_swept_keys`): the W&B group.
     """
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         from omegaconf import OmegaConf
 
-        try:
-            OmegaConf.select(config, "wandb_group")
-        except Exception as e:  # an unresolvable group fails in the job itself, with the job's error
-            log.debug("wandb_group not resolved in the master config: %s", e)
+        add_seeds(config)
+        point_by_swept_keys(config)
+        for key in ("wandb_sweep", "wandb_group"):
+            try:
+                OmegaConf.select(config, key)
+                break
+            except Exception as e:  # an unresolvable group fails in the job itself, with the job's error
+                log.debug("%s not resolved in the master config: %s", key, e)
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         write_status(_job_dir(config), {"status": "running", "started": _now(), "host": socket.gethostname(), "pid": os.getpid()})
@@ -108,6 +114,67 @@ class SweepCallback(Callback):
         else:
             status["status"] = "completed"
         write_status(job_dir, status)
+
+
+def add_seeds(config: Any) -> str | None:
+    """Add ``seed=<sweep.seeds>`` to the basic sweeper's ``hydra.sweeper.params`` of a multirun's config.
+
+    Nothing when ``sweep.seeds`` is empty, when the grid already sweeps ``seed``, or when the command
+    line sets it (``seed=1,2,3`` wins). Another sweeper (Optuna) would search over the seeds: refused.
+    Returns the seeds added (``"1,2,3"``) or None.
+    """
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    seeds = OmegaConf.select(config, "sweep.seeds", default=None)
+    if not seeds:
+        return None
+    if isinstance(seeds, (str, int)) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"sweep.seeds must be a list of integers, e.g. sweep.seeds=[1,2,3]; got {seeds!r}")
+    sweeper = config.hydra.sweeper
+    params = sweeper.get("params") or {}
+    command_line = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
+    if "seed" in params or any(o.lstrip("+~").partition("=")[0] == "seed" for o in command_line):
+        return None
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        raise ValueError(f"sweep.seeds={list(seeds)} repeats the grid of Hydra's basic sweeper; {sweeper.get('_target_')} "
+                         "searches its own space. Set sweep.seeds=null and pass seed=... as the searcher expects.")
+    value = ",".join(str(s) for s in seeds)
+    with read_write(config), open_dict(config):
+        if sweeper.get("params") is None:
+            sweeper.params = {}
+        sweeper.params["seed"] = value
+    return value
+
+
+def point_by_swept_keys(config: Any) -> list[str]:
+    """Make every job's ``hydra.job.override_dirname`` its grid point: the swept overrides less the seed.
+
+    The keys the command line sets for every job alike, and ``seed``, join
+    ``hydra.job.config.override_dirname.exclude_keys`` through a Hydra override appended to the
+    sweep's ``hydra.overrides.hydra`` (Hydra composes each job from those), so ``wandb_group`` stays
+    short and equal across the seeds of a point. Returns the excluded keys.
+    """
+    from omegaconf import OmegaConf, read_write
+
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+    except ImportError:  # pragma: no cover - a callback runs inside Hydra
+        return []
+    task = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    try:
+        parsed = OverridesParser.create().parse_overrides(task)
+    except Exception as e:  # Hydra itself reports a bad override
+        log.debug("overrides not parsed: %s", e)
+        return []
+    fixed = [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override() and o.get_key_element().lstrip("+~") not in params]
+    keys = sorted(set(fixed) | {"seed"} | set(OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys", default=[]) or []))
+    hydra_overrides = OmegaConf.select(config, "hydra.overrides.hydra")
+    if hydra_overrides is None:
+        return keys
+    with read_write(config):
+        hydra_overrides.append("hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]")
+    return keys
 
 
 def _job_dir(config: Any) -> Path:
