@@ -69,6 +69,7 @@ def test_sweep_seeds_join_the_basic_grid_unless_the_command_line_sets_them():
 
     cfg = _compose(["sweep=seeds", "sweep.seeds=[4,5]", "+hydra.sweeper.params.model='baseline,hih_l'", "trainer.max_epochs=2"])
     assert add_seeds(cfg) == "4,5" and cfg.hydra.sweeper.params.seed == "4,5"
+    assert list(cfg.hydra.sweeper.params) == ["seed", "model"]  # seed first: slowest, the grid once per seed
     # The W&B group's grid point: the swept keys only (model), not the seed nor the common overrides.
     excluded = point_by_swept_keys(cfg)
     assert {"seed", "trainer.max_epochs", "sweep", "sweep.seeds"} <= set(excluded) and "model" not in excluded

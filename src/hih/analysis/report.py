@@ -117,7 +117,8 @@ class SweepCallback(Callback):
 
 
 def add_seeds(config: Any) -> str | None:
-    """Add ``seed=<sweep.seeds>`` to the basic sweeper's ``hydra.sweeper.params`` of a multirun's config.
+    """Add ``seed=<sweep.seeds>`` to the basic sweeper's ``hydra.sweeper.params`` of a multirun's config,
+    as its first key: the whole grid runs with the first seed, then with the next.
 
     Nothing when ``sweep.seeds`` is empty, when the grid already sweeps ``seed``, or when the command
     line sets it (``seed=1,2,3`` wins). Another sweeper (Optuna) would search over the seeds: refused.
@@ -140,9 +141,9 @@ def add_seeds(config: Any) -> str | None:
                          "searches its own space. Set sweep.seeds=null and pass seed=... as the searcher expects.")
     value = ",".join(str(s) for s in seeds)
     with read_write(config), open_dict(config):
-        if sweeper.get("params") is None:
-            sweeper.params = {}
-        sweeper.params["seed"] = value
+        # First: the first key varies slowest, so every grid point runs once before any runs twice
+        # (a sweep cut short still covers the whole grid).
+        sweeper.params = {"seed": value, **(OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {})}
     return value
 
 
