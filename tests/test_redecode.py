@@ -51,3 +51,13 @@ def test_the_redecodes_equal_hih_eval_with_that_model(tmp_path):
         # ... and re-decodes with the baseline's argmax in turn.
         assert evaluated["test/nme@baseline"] == pytest.approx(metrics["test/nme"], rel=0, abs=1e-5)
     assert metrics["test/nme@dark"] != metrics["test/nme"]  # the decoders do differ on this network
+
+
+def test_the_console_shows_the_redecodes_in_a_table_of_their_own():
+    from hih.analysis.results import results_tables
+
+    metrics = {"test/nme": 4.0, "test/fr_10": 1.0, "test/auc_10": 0.5, "test/nme/pose": 5.0,
+               "test/nme@dark": 3.5, "test/fr_10@dark": 1.0, "test/auc_10@dark": 0.55, "test/nme@dark/pose": 4.5, "test/nme@wsm": 3.9}
+    main, redecoded = results_tables(metrics)
+    assert [c.header for c in main.columns] == ["subset", "nme", "fr_10", "auc_10"]  # no re-decode columns
+    assert [c.header for c in redecoded.columns] == ["subset", "nme@dark", "nme@wsm"]
