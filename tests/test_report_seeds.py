@@ -12,7 +12,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from hih.analysis.report import Difference, collect_runs, group_runs, reference_rows, write_report
+from hih.analysis.report import Difference, collect_runs, compensation_table, group_runs, reference_rows, write_report
 
 SEEDS = (1, 2, 3)
 MODELS = ("baseline", "hih_c")
@@ -56,6 +56,8 @@ def make_seed_multirun(root: Path) -> Path:
                     continue
                 nme = nme_of(model, labels, seed)
                 metrics = {"test/nme": nme, "test/fr_10": 2 * nme, "test/auc_10": 0.5 - nme / 100}
+                if model == "hih_c":
+                    metrics["test/nme_integer"] = nme + 0.5 + 0.1 * seed
                 if model == "baseline":
                     metrics.update({"test/nme@dark": nme - 0.4 - 0.01 * seed, "test/fr_10@dark": 2 * nme, "test/auc_10@dark": 0.4})
                 (job / "metrics.json").write_text(json.dumps(metrics))
@@ -166,3 +168,17 @@ def test_a_seeded_multirun_end_to_end(tmp_path):
     assert rows["baseline"]["completed"] == "2" and rows["baseline → dark (re-decode)"]["redecode"] == "dark"
     values = [json.loads((sweep / str(n) / "metrics.json").read_text())["test/nme@dark"] for n in (0, 1)]
     assert float(rows["baseline → dark (re-decode)"]["test/nme mean"]) == pytest.approx(np.mean(values))
+
+
+def test_compensation_table_pairs_the_integer_heatmap_with_the_baselines_nme(tmp_path):
+    rows = group_runs(collect_runs(make_seed_multirun(tmp_path / "m")))
+    header, table = compensation_table(rows, reference_rows(rows))
+    line = next(r for r in table if r[0] == "model=hih_c labels=authors")
+    mine, base = expected("hih_c", "authors"), expected("baseline", "authors")
+    integer = {s: v + 0.5 + 0.1 * s for s, v in mine.items()}
+    gain = np.array([integer[s] - mine[s] for s in mine])
+    assert line[5] == f"{gain.mean():.2f} ± {gain.std(ddof=1):.2f}"
+    d = np.array([integer[s] - base[s] for s in mine])
+    low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    assert line[7].startswith(f"{d.mean():+.2f} [{low:+.2f}, {high:+.2f}]")
+    assert next(r for r in table if r[0] == "model=baseline labels=authors")[4:6] != ["-", "-"]  # its own argmax

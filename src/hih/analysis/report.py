@@ -765,6 +765,34 @@ def seed_summary_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stag
     return header, out
 
 
+def compensation_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """What each compensation buys over seeds: NME, the integer heatmap alone (cell centre), the gain
+    (integer-only − NME: what the head or decoder adds), and two paired differences to the reference,
+    its NME against the row's NME and against the row's integer-only NME (does training the head
+    help or hurt the integer heatmap itself?). A re-decode's integer heatmap is its training's (the
+    same argmax); the reference's own integer heatmap is its NME when it has no integer-only metric."""
+    header = ["run", "model", "seeds", "nme", "nme_integer (centre)", "gain", f"Δ nme vs ref [{int(CONFIDENCE * 100)} % CI]",
+              f"Δ nme_integer vs ref nme [{int(CONFIDENCE * 100)} % CI]"]
+    out = []
+    for i, row in enumerate(rows):
+        ref = refs.get(i)
+        nme = row.values(f"{stage}/nme")
+        integer = row.values(f"{stage}/nme_integer")
+        if not integer and row.redecode is None:
+            integer = nme  # a plain heatmap's own decode is its integer heatmap (argmax at the cell centre)
+        gain = {s: integer[s] - nme[s] for s in nme if s in integer}
+        if ref is None or ref is row:
+            d_nme = d_int = None
+        else:
+            d_nme = Difference.paired(nme, ref.values(f"{stage}/nme"))
+            d_int = Difference.paired(integer, ref.values(f"{stage}/nme")) if row.redecode is None else None
+        out.append([row.label, row.model, _count(row), _pm(row.stats(f"{stage}/nme"), "nme"),
+                    _pm(Stats.of(list(integer.values())), "nme") if row.redecode is None else "(its training's)",
+                    _pm(Stats.of(list(gain.values())), "nme") if row.redecode is None else "-",
+                    "(reference)" if ref is row else _diff_text(d_nme, "nme"), "(reference)" if ref is row else _diff_text(d_int, "nme")])
+    return header, out
+
+
 def seed_metric_table(rows: Sequence[Row], metric: str, stage: str = "test") -> tuple[list[str], list[list[Any]]]:
     """:func:`metric_table` over seeds: mean ± std per subset, rows without this family left out."""
     runs = [r for row in rows for r in row.runs]
@@ -988,6 +1016,13 @@ def _seed_sections(rows: Sequence[Row], ref: str | None, stage: str, out: Path, 
         )
     sections += ["", "## Rows (mean ± std over seeds)", "", to_markdown(header, table), ""]
     runs = [r for row in rows for r in row.runs]
+    if with_ref and any(f"{stage}/nme_integer" in r.metrics for r in runs):
+        header, table = compensation_table(rows, refs, stage)
+        csvs["compensation"] = write_csv(out / "compensation.csv", header, table)
+        sections += ["## Compensation: full decode against the integer heatmap alone, mean ± std over seeds", "",
+                     "gain = integer-only NME (argmax at the cell centre) − NME: what the head or decoder adds on its own "
+                     "integer heatmap. The last column compares the row's integer heatmap with the reference's NME: "
+                     "whether training the head helped or hurt the heatmap it reads.", "", to_markdown(header, table), ""]
     for metric in metric_families(runs, stage):
         header, table = seed_metric_table(rows, metric, stage)
         if not table:
