@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny import N_TEST, N_TRAIN, tiny
 
 from hih.methods import build_codec
 from hih.module import redecoders
-
-from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
 
 
 def test_a_plain_heatmap_is_redecoded_by_every_other_heatmap_method():

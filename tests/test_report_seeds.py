@@ -12,7 +12,14 @@ import pytest
 import yaml
 from scipy import stats
 
-from hih.analysis.report import Difference, collect_runs, compensation_table, group_runs, reference_rows, write_report
+from hih.analysis.report import (
+    Difference,
+    collect_runs,
+    compensation_table,
+    group_runs,
+    reference_rows,
+    write_report,
+)
 
 SEEDS = (1, 2, 3)
 MODELS = ("baseline", "hih_c")
@@ -172,7 +179,7 @@ def test_a_seeded_multirun_end_to_end(tmp_path):
 
 def test_compensation_table_pairs_the_integer_heatmap_with_the_baselines_nme(tmp_path):
     rows = group_runs(collect_runs(make_seed_multirun(tmp_path / "m")))
-    header, table = compensation_table(rows, reference_rows(rows))
+    _, table = compensation_table(rows, reference_rows(rows))
     line = next(r for r in table if r[0] == "model=hih_c labels=authors")
     mine, base = expected("hih_c", "authors"), expected("baseline", "authors")
     integer = {s: v + 0.5 + 0.1 * s for s, v in mine.items()}

@@ -163,9 +163,11 @@ def point_by_swept_keys(config: Any) -> list[str]:
         return []
     task = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    from hydra.errors import HydraException
+
     try:
         parsed = OverridesParser.create().parse_overrides(task)
-    except Exception as e:  # Hydra itself reports a bad override
+    except HydraException as e:  # Hydra itself reports a bad override
         log.debug("overrides not parsed: %s", e)
         return []
     fixed = [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override() and o.get_key_element().lstrip("+~") not in params]
@@ -1003,11 +1005,11 @@ def _seed_sections(rows: Sequence[Row], ref: str | None, stage: str, out: Path, 
     header, table = seed_summary_table(rows, refs, stage)
     csvs["rows"] = write_csv(out / "rows.csv", *seed_csv_table(rows, refs, stage))
     with_ref = any(ref_row is not None for ref_row in refs.values())
-    sections = [
+    sections = [(
         f"{len(rows)} rows over seeds {', '.join(seeds) or '-'}: each cell is mean ± standard deviation over the row's "
         "completed seeds (sample std, ddof = 1); \"seeds\" counts the completed ones against the row's jobs, and names "
-        "how the others ended (failed, running, not started: never averaged in).",
-    ]
+        "how the others ended (failed, running, not started: never averaged in)."
+    )]
     if with_ref:
         sections[-1] += (
             f" Δ nme: the row minus its reference (the reference row at the row's other overrides), paired by seed, "
@@ -1019,10 +1021,11 @@ def _seed_sections(rows: Sequence[Row], ref: str | None, stage: str, out: Path, 
     if with_ref and any(f"{stage}/nme_integer" in r.metrics for r in runs):
         header, table = compensation_table(rows, refs, stage)
         csvs["compensation"] = write_csv(out / "compensation.csv", header, table)
-        sections += ["## Compensation: full decode against the integer heatmap alone, mean ± std over seeds", "",
-                     "gain = integer-only NME (argmax at the cell centre) − NME: what the head or decoder adds on its own "
-                     "integer heatmap. The last column compares the row's integer heatmap with the reference's NME: "
-                     "whether training the head helped or hurt the heatmap it reads.", "", to_markdown(header, table), ""]
+        note = ("gain = integer-only NME (argmax at the cell centre) − NME: what the head or decoder adds on its own "
+                "integer heatmap. The last column compares the row's integer heatmap with the reference's NME: "
+                "whether training the head helped or hurt the heatmap it reads.")
+        sections += ["## Compensation: full decode against the integer heatmap alone, mean ± std over seeds", "", note, "",
+                     to_markdown(header, table), ""]
     for metric in metric_families(runs, stage):
         header, table = seed_metric_table(rows, metric, stage)
         if not table:
