@@ -189,3 +189,17 @@ def test_compensation_table_pairs_the_integer_heatmap_with_the_baselines_nme(tmp
     low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
     assert line[7].startswith(f"{d.mean():+.2f} [{low:+.2f}, {high:+.2f}]")
     assert next(r for r in table if r[0] == "model=baseline labels=authors")[4:6] != ["-", "-"]  # its own argmax
+
+
+def test_seeds_added_later_join_their_grid_points(tmp_path):
+    # A second sweep with sweep.seeds=[4] inside the first one's folder: the same rows, one more seed.
+    root = make_seed_multirun(tmp_path / "m")
+    for num, (model, labels) in enumerate([(m, lab) for lab in LABELS for m in MODELS]):
+        job = root / "seed4" / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=4", f"model={model}", f"labels={labels}", "sweep.seeds=[4]", "trainer.max_epochs=1"]))
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": 4, "model": {"name": model}}))
+        (job / "metrics.json").write_text(json.dumps({"test/nme": 6.0}))
+    rows = group_runs(collect_runs(root))
+    assert len(rows) == 6 and all(len(r.runs) == 4 for r in rows)
+    assert rows[0].label == "model=baseline labels=ours" and sorted(rows[0].seeds) == ["1", "2", "3", "4"]

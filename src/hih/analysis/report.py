@@ -521,6 +521,9 @@ def integer_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], 
 
 # ----------------------------------------------------------------------------------- over seeds
 SEED_KEY = "seed"
+#: Overrides that choose seeds only: a job's grid point is its overrides less these (a sweep's
+#: ``sweep.seeds=[3]`` run later into the same folder adds seeds to the same points).
+SEED_KEYS = (SEED_KEY, "sweep.seeds")
 #: Confidence of the paired intervals (t distribution over the seeds).
 CONFIDENCE = 0.95
 #: Default reference of the paired differences, when such a row exists.
@@ -536,8 +539,8 @@ def run_seed(run: Run) -> str | None:
 
 
 def _point(run: Run) -> tuple[str, ...]:
-    """The run's overrides less its seed: the grid point it belongs to."""
-    return tuple(o for o in run.overrides if o.lstrip("+~").partition("=")[0] != SEED_KEY)
+    """The run's overrides less its seed (:data:`SEED_KEYS`): the grid point it belongs to."""
+    return tuple(o for o in run.overrides if o.lstrip("+~").partition("=")[0] not in SEED_KEYS)
 
 
 def redecoded_methods(run: Run, stage: str = "test") -> list[str]:
