@@ -60,3 +60,10 @@ def test_the_console_shows_the_redecodes_in_a_table_of_their_own():
     main, redecoded = results_tables(metrics)
     assert [c.header for c in main.columns] == ["subset", "nme", "fr_10", "auc_10"]  # no re-decode columns
     assert [c.header for c in redecoded.columns] == ["subset", "nme@dark", "nme@wsm"]
+
+
+def test_redecode_columns_sort_after_the_runs_own():
+    from hih.analysis.results import column_order
+
+    names = ["nme@wsm", "auc_10", "fr_10@dark", "nme", "decimal_gain", "nme@dark", "fr_10"]
+    assert sorted(names, key=column_order) == ["nme", "fr_10", "auc_10", "decimal_gain", "nme@dark", "nme@wsm", "fr_10@dark"]

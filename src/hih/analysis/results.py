@@ -88,7 +88,11 @@ def split_variant(name: str) -> tuple[str, str]:
 
 def column_order(name: str) -> tuple[int, int, str]:
     """Sort key: nme, fr, auc of the full decode, then of each integer-only variant (centre, corner),
-    then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain), then anything else."""
+    then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain), then anything else, then
+    the re-decodes (``nme@dark``, ...: every method's NME, then FR, then AUC)."""
+    if "@" in name:
+        metric, method = name.split("@", 1)
+        return len(VARIANTS) + 2, column_order(metric)[1], method
     if name in HEAD_COLUMNS:
         return len(VARIANTS), HEAD_COLUMNS.index(name), name
     base, variant = split_variant(name)
