@@ -37,12 +37,14 @@ def _compose(overrides: list[str]):
         ("decimal", {"model.decimal_size": "4,8,16"}),
         ("stacks", {"model": "hih_c,hih_t", "model.stacks": "1,2"}),
         ("integer", {"model": "baseline,hih_c,hih_t", "model.stacks": "1,2"}),
+        ("benchmark", {"model": "baseline,wov,wom,hih_c,hih_t,hih_l", "labels": "ours,authors"}),
+        ("seeds", {}),
     ],
 )
 def test_sweep_configs_compose(sweep, params):
-    for experiment in ("quickstart", "paper/wflw"):
+    for experiment in ("quickstart",) if sweep == "benchmark" else ("quickstart", "paper/wflw"):  # the benchmark: synthetic faces
         cfg = _compose([f"experiment={experiment}", f"sweep={sweep}"])
-        assert dict(cfg.hydra.sweeper.params) == params
+        assert dict(cfg.hydra.sweeper.params or {}) == params
         assert cfg.sweep_name == sweep
         assert cfg.hydra.callbacks.job_status._target_ == "hih.analysis.report.SweepCallback"
         assert cfg.data.name == ("synthetic" if experiment == "quickstart" else "wflw")
@@ -52,7 +54,7 @@ def test_sweep_configs_compose(sweep, params):
 
 def test_every_swept_value_composes():
     # Each job of each sweep must compose (a typo in a model name would only fail on the cluster).
-    for sweep in ("heads", "stacks", "integer", "decimal"):
+    for sweep in ("heads", "stacks", "integer", "decimal", "benchmark"):
         params = dict(_compose([f"sweep={sweep}"]).hydra.sweeper.params)
         keys = list(params)
         first = {k: params[k].split(",") for k in keys}
@@ -60,6 +62,24 @@ def test_every_swept_value_composes():
             for v in first[k]:
                 cfg = _compose([f"sweep={sweep}", f"{k}={v}"])
                 assert cfg.model.name in {"baseline", "wsm", "wov", "wom", "hih_c", "hih_t", "hih_l"}
+
+
+def test_sweep_seeds_join_the_basic_grid_unless_the_command_line_sets_them():
+    from hih.analysis.report import add_seeds, point_by_swept_keys
+
+    cfg = _compose(["sweep=seeds", "sweep.seeds=[4,5]", "+hydra.sweeper.params.model='baseline,hih_l'", "trainer.max_epochs=2"])
+    assert add_seeds(cfg) == "4,5" and cfg.hydra.sweeper.params.seed == "4,5"
+    assert list(cfg.hydra.sweeper.params) == ["seed", "model"]  # seed first: slowest, the grid once per seed
+    # The W&B group's grid point: the swept keys only (model), not the seed nor the common overrides.
+    excluded = point_by_swept_keys(cfg)
+    assert {"seed", "trainer.max_epochs", "sweep", "sweep.seeds"} <= set(excluded) and "model" not in excluded
+    assert cfg.hydra.overrides.hydra[-1].startswith("hydra.job.config.override_dirname.exclude_keys=[")
+    assert add_seeds(_compose(["sweep=seeds", "seed=7"])) is None  # the command line wins
+    assert add_seeds(_compose(["sweep=heads"])) is None  # no seeds: the config's one seed
+    with pytest.raises(ValueError, match="list of integers"):
+        add_seeds(_compose(["sweep=seeds", "sweep.seeds=[a,b]"]))
+    with pytest.raises(ValueError, match="basic sweeper"):
+        add_seeds(_compose(["sweep=seeds", "hydra/sweeper=hpo"]))
 
 
 def test_slurm_launcher_follows_the_trainer():
@@ -136,10 +156,12 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
         assert (sweep / str(num) / "metrics.json").is_file(), proc.stderr[-4000:]
     assert not (sweep / "2" / "metrics.json").exists()
 
-    # One W&B group for the sweep, tags naming it; every job's config records its overrides.
+    # One W&B group per grid point of the sweep, tags naming it; every job's config records its grid point.
     configs = [yaml.safe_load((sweep / str(n) / "csv" / "hparams.yaml").read_text()) for n in (0, 1)]
-    assert configs[0]["wandb_group"] == configs[1]["wandb_group"] and configs[0]["wandb_group"].startswith("heads-")
-    assert "model=baseline" in configs[0]["sweep_overrides"] and "sweep:heads" in configs[0]["tags"]
+    assert configs[0]["wandb_sweep"] == configs[1]["wandb_sweep"] and configs[0]["wandb_sweep"].startswith("heads-")
+    assert configs[0]["wandb_group"] == configs[0]["wandb_sweep"] + "-model=baseline"
+    assert configs[1]["wandb_group"] == configs[1]["wandb_sweep"] + "-model=wsm"
+    assert configs[0]["sweep_overrides"] == "model=baseline" and "sweep:heads" in configs[0]["tags"]
 
     report = subprocess.run([str(VENV_BIN / "hih-report"), f"multirun_dir={sweep}"], env=_env(tmp_path), cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
@@ -158,7 +180,9 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
         metrics = yaml.safe_load((sweep / ("0" if label.endswith("baseline") else "1") / "metrics.json").read_text())
         assert nme == pytest.approx(metrics["test/nme"])
     nme_rows = _read_csv(out / "nme.csv")
-    assert [r["run"] for r in nme_rows] == ["model=baseline", "model=wsm", "model=wov"]
+    # Each plain-heatmap run is also a row per re-decode of its network.
+    assert [r["run"] for r in nme_rows if "re-decode" not in r["run"]] == ["model=baseline", "model=wsm", "model=wov"]
+    assert "model=baseline → dark (re-decode)" in [r["run"] for r in nme_rows]
     assert {"Fullset", "Pose", "Exp.", "Ill.", "Mu.", "Occ.", "Blur"} <= set(nme_rows[0])
     assert (out / "runs_nme.png").stat().st_size > 0
 

@@ -15,7 +15,10 @@ paper's Table 7 convention) as ``test/nme_integer_corner``, ``test/fr_10_integer
 names a head metric (:class:`hih.metrics.HeadMetric`) ``train/<name>`` (epoch mean), ``val/<name>``,
 ``test/<name>`` (+ subsets) and the gains ``val/<gain>`` = val/nme_integer - val/nme and
 ``test/<gain>`` (+ subsets) alike (``decimal_acc`` / ``decimal_gain``, ``offset_err`` /
-``offset_gain``). See docs/contracts.md.
+``offset_gain``). A network without a compensation head (baseline, WSM, DARK, soft-argmax) is also
+decoded at test time by every other method registered for the same output (:func:`redecoders`), logged
+as ``test/<metric>@<method>`` (+ subsets: ``test/nme@dark/pose``): one training gives every decoder's row.
+See docs/contracts.md.
 
 Plumbing lives elsewhere: the optimizer and lr schedule are Hydra ``_partial_`` targets
 (:mod:`hih.optim`), the NaN/Inf guard is a callback (:class:`hih.callbacks.NonFiniteGuard`), the
@@ -35,7 +38,7 @@ from torch import Tensor, nn
 
 from hih.codecs.base import Codec
 from hih.data.targets import TARGETS_KEY
-from hih.methods import build_loss, head_output
+from hih.methods import build_codec, build_loss, get_method, head_output, method_names
 from hih.metrics import FaceAlignmentMetrics, HeadMetricMeter, PerFaceResults
 from hih.models.output import ModelOutput
 from hih.optim import as_partial, run_lengths
@@ -45,6 +48,37 @@ __all__ = ["FaceAlignmentModule"]
 #: Adam when no optimizer is given (the configs always give one: conf/module/default.yaml); a
 #: constant lr when no scheduler is given.
 DEFAULT_OPTIMIZER = functools.partial(torch.optim.Adam, lr=1e-3)
+
+
+def redecoders(codec: Codec) -> dict[str, Codec]:
+    """The other decoders of ``codec``'s network output: method name -> codec, as the registry builds it.
+
+    A method qualifies when its head writes the same output (``output_key == codec.head_key``) and
+    its codec class is ``codec``'s; it is built with ``codec``'s configuration less what the method
+    fixes (e.g. its ``decoder``), so geometry and label settings match. Methods whose codec decodes
+    exactly as ``codec`` does (the run's own method, HIH_C / HIH_T / HIH_L, which share one codec)
+    are left out, as is a method that refuses this configuration (e.g. DARK with a corner anchor).
+    ``hih-eval model=<name>`` on the same checkpoint decodes alike (tested).
+    """
+    import inspect
+
+    mine = codec.config()
+    out: dict[str, Codec] = {}
+    seen = [mine]
+    for name in method_names():
+        method = get_method(name)
+        if method.output_key != codec.head_key or method.codec is not type(codec):
+            continue
+        accepted = set(inspect.signature(method.codec.__init__).parameters) - {"self"}
+        kw = {k: v for k, v in vars(codec).items() if k in accepted and k not in method.codec_kwargs}
+        try:
+            other = build_codec(name, **kw)
+        except ValueError:
+            continue
+        if other.config() not in seen:
+            seen.append(other.config())
+            out[name] = other
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -141,6 +175,10 @@ class FaceAlignmentModule(L.LightningModule):
             self.train_head_meter = HeadMetricMeter()
             self.val_head_meter = HeadMetricMeter()
             self.test_head_meter = HeadMetricMeter(self.subset_names)
+        #: Every other decoder of this network's output, scored on the test set alongside the own decode.
+        self.redecoders = redecoders(codec)
+        self.test_redecode_metrics = nn.ModuleDict(
+            {name: FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) for name in self.redecoders})
         #: Per-face results of the last test run (filled by the test loop).
         self.test_results = PerFaceResults(self.norm_pair, self.subset_names)
         #: The named loss terms of the current training step (read by NonFiniteGuard).
@@ -288,6 +326,10 @@ class FaceAlignmentModule(L.LightningModule):
             heatmap = output.heatmaps[-1]
             self.test_integer_metrics.update(self.codec.decode_integer(heatmap, anchor="centre"), target, subsets)
             self.test_integer_corner_metrics.update(self.codec.decode_integer(heatmap, anchor="corner"), target, subsets)
+        if self.redecoders:
+            outputs = output.for_codec()
+            for name, codec in self.redecoders.items():
+                self.test_redecode_metrics[name].update(codec.decode(outputs).float(), target, subsets)
         targets = self._targets(batch, required=False)
         if self.head_metric is not None and targets is not None:
             self._score_head(self.test_head_meter, output, targets, batch, subsets)
@@ -305,6 +347,11 @@ class FaceAlignmentModule(L.LightningModule):
                 # What the head adds beyond centring (0 for a head that learned nothing), per subset too.
                 for subset in ("", *(f"/{s}" for s in self.subset_names)):
                     values[f"test/{self.head_metric.gain}{subset}"] = values[f"test/nme_integer{subset}"] - values[f"test/nme{subset}"]
+        for method, metrics in self.test_redecode_metrics.items():
+            for key, value in metrics.compute().items():
+                name, _, subset = key.partition("/")
+                values[f"test/{name}@{method}" + (f"/{subset}" if subset else "")] = value
+            metrics.reset()
         if self.head_metric is not None and self.test_head_meter.update_called:  # not without targets
             values.update({f"test/{self.head_metric.name}{k}": v.float() for k, v in self.test_head_meter.compute().items()})
             self.test_head_meter.reset()

@@ -17,6 +17,11 @@ Status of a job, from the most to the least certain evidence:
   ``not started``  part of the sweep's grid (multirun.yaml) but no job folder yet.
 Nothing is dropped silently: every job of the grid is a row.
 
+Seeds: jobs whose overrides differ only in ``seed`` are one row of the tables (:func:`group_runs`):
+mean ± standard deviation and the number of completed seeds, failed or missing ones counted, and the
+paired difference to a reference row with its 95 % t interval (:class:`Difference`). A run that was
+re-decoded (``test/<metric>@<method>``, :func:`hih.module.redecoders`) gives one more row per method.
+
 Reading and reporting need no running Hydra app; Hydra's grid expansion is used only to list
 not-started jobs.
 """
@@ -72,18 +77,24 @@ class SweepCallback(Callback):
     running one: Hydra's launchers keep going after a failing job but record the failure nowhere
     in the job's folder.
 
-    on_multirun_start resolves ``wandb_group`` once in the sweep's master config: Hydra copies the
+    on_multirun_start resolves ``wandb_sweep`` once in the sweep's master config: Hydra copies the
     master's resolver cache into every job's config, so ``${now:...}`` in the group is the same
-    for all jobs of the sweep (even when ``hydra.sweep.dir`` holds no timestamp).
+    for all jobs of the sweep (even when ``hydra.sweep.dir`` holds no timestamp). It also adds the
+    seeds of ``sweep.seeds`` to the basic sweeper's grid (:func:`add_seeds`), before Hydra expands it,
+    and names each job's grid point by its swept keys only (:func:`point_by_swept_keys`): the W&B group.
     """
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         from omegaconf import OmegaConf
 
-        try:
-            OmegaConf.select(config, "wandb_group")
-        except Exception as e:  # an unresolvable group fails in the job itself, with the job's error
-            log.debug("wandb_group not resolved in the master config: %s", e)
+        add_seeds(config)
+        point_by_swept_keys(config)
+        for key in ("wandb_sweep", "wandb_group"):
+            try:
+                OmegaConf.select(config, key)
+                break
+            except Exception as e:  # an unresolvable group fails in the job itself, with the job's error
+                log.debug("%s not resolved in the master config: %s", key, e)
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         write_status(_job_dir(config), {"status": "running", "started": _now(), "host": socket.gethostname(), "pid": os.getpid()})
@@ -103,6 +114,70 @@ class SweepCallback(Callback):
         else:
             status["status"] = "completed"
         write_status(job_dir, status)
+
+
+def add_seeds(config: Any) -> str | None:
+    """Add ``seed=<sweep.seeds>`` to the basic sweeper's ``hydra.sweeper.params`` of a multirun's config,
+    as its first key: the whole grid runs with the first seed, then with the next.
+
+    Nothing when ``sweep.seeds`` is empty, when the grid already sweeps ``seed``, or when the command
+    line sets it (``seed=1,2,3`` wins). Another sweeper (Optuna) would search over the seeds: refused.
+    Returns the seeds added (``"1,2,3"``) or None.
+    """
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    seeds = OmegaConf.select(config, "sweep.seeds", default=None)
+    if not seeds:
+        return None
+    if isinstance(seeds, (str, int)) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"sweep.seeds must be a list of integers, e.g. sweep.seeds=[1,2,3]; got {seeds!r}")
+    sweeper = config.hydra.sweeper
+    params = sweeper.get("params") or {}
+    command_line = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
+    if "seed" in params or any(o.lstrip("+~").partition("=")[0] == "seed" for o in command_line):
+        return None
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        raise ValueError(f"sweep.seeds={list(seeds)} repeats the grid of Hydra's basic sweeper; {sweeper.get('_target_')} "
+                         "searches its own space. Set sweep.seeds=null and pass seed=... as the searcher expects.")
+    value = ",".join(str(s) for s in seeds)
+    with read_write(config), open_dict(config):
+        # First: the first key varies slowest, so every grid point runs once before any runs twice
+        # (a sweep cut short still covers the whole grid).
+        sweeper.params = {"seed": value, **(OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {})}
+    return value
+
+
+def point_by_swept_keys(config: Any) -> list[str]:
+    """Make every job's ``hydra.job.override_dirname`` its grid point: the swept overrides less the seed.
+
+    The keys the command line sets for every job alike, and ``seed``, join
+    ``hydra.job.config.override_dirname.exclude_keys`` through a Hydra override appended to the
+    sweep's ``hydra.overrides.hydra`` (Hydra composes each job from those), so ``wandb_group`` stays
+    short and equal across the seeds of a point. Returns the excluded keys.
+    """
+    from omegaconf import OmegaConf, read_write
+
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+    except ImportError:  # pragma: no cover - a callback runs inside Hydra
+        return []
+    task = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(task)
+    except HydraException as e:  # Hydra itself reports a bad override
+        log.debug("overrides not parsed: %s", e)
+        return []
+    fixed = [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override() and o.get_key_element().lstrip("+~") not in params]
+    keys = sorted(set(fixed) | {"seed"} | set(OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys", default=[]) or []))
+    hydra_overrides = OmegaConf.select(config, "hydra.overrides.hydra")
+    if hydra_overrides is None:
+        return keys
+    with read_write(config):
+        hydra_overrides.append("hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]")
+    return keys
 
 
 def _job_dir(config: Any) -> Path:
@@ -347,7 +422,8 @@ def metric_families(runs: Sequence[Run], stage: str = "test") -> list[str]:
     """nme, fr_10, auc_10 (paper order), then the integer-only variants found, each metric's corner
     (Table 7's convention) before its centre (nme_integer_corner, nme_integer, fr_10_integer_corner, ...),
     then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain)."""
-    names = {k.split("/")[1] for r in runs for k in r.metrics if k.startswith(stage + "/") and k.count("/") >= 1}
+    # <metric>@<method>: a re-decode, shown as a row of its own (group_runs), not as a column.
+    names = {k.split("/")[1] for r in runs for k in r.metrics if k.startswith(stage + "/") and k.count("/") >= 1 and "@" not in k}
     base = [m for m in METRICS if m in names] or sorted(n for n in names if "_integer" not in n and n not in HEAD_COLUMNS)
     variants = [m + v for m in METRICS for v in INTEGER_VARIANTS if m + v in names]
     head = [m for m in HEAD_COLUMNS if m in names]
@@ -386,7 +462,7 @@ def summary_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], 
 
 
 def _fmt(value: Any, column: str = "") -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     if isinstance(value, float):
         if math.isnan(value):
@@ -442,6 +518,340 @@ def integer_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], 
         ratio = corner / full if corner is not None and full else None
         rows.append([r.label, r.model, r.status, full, corner, centre, ratio])
     return header, rows
+
+
+
+# ----------------------------------------------------------------------------------- over seeds
+SEED_KEY = "seed"
+#: Overrides that choose seeds only: a job's grid point is its overrides less these (a sweep's
+#: ``sweep.seeds=[3]`` run later into the same folder adds seeds to the same points).
+SEED_KEYS = (SEED_KEY, "sweep.seeds")
+#: Confidence of the paired intervals (t distribution over the seeds).
+CONFIDENCE = 0.95
+#: Default reference of the paired differences, when such a row exists.
+DEFAULT_REF = "model=baseline"
+
+
+def run_seed(run: Run) -> str | None:
+    """The run's seed: its ``seed=`` override, else its config's ``seed``."""
+    value = _override_value(run.overrides, SEED_KEY)
+    if value is None and run.config:
+        value = run.config.get(SEED_KEY)
+    return None if value is None else str(value)
+
+
+def _point(run: Run) -> tuple[str, ...]:
+    """The run's overrides less its seed (:data:`SEED_KEYS`): the grid point it belongs to."""
+    return tuple(o for o in run.overrides if o.lstrip("+~").partition("=")[0] not in SEED_KEYS)
+
+
+def redecoded_methods(run: Run, stage: str = "test") -> list[str]:
+    """The methods a run was re-decoded with (keys ``<stage>/<metric>@<method>``), in logged order."""
+    found: list[str] = []
+    for key in run.metrics:
+        if key.startswith(stage + "/") and "@" in key:
+            method = key.split("@", 1)[1].split("/", 1)[0]
+            if method not in found:
+                found.append(method)
+    return found
+
+
+def as_redecode(run: Run, method: str, stage: str = "test") -> Run:
+    """``run`` as decoded by ``method``: its ``<metric>@<method>`` keys under the plain names.
+
+    The same job (number, folder, seed, status) as ``run``: a failed training fails its re-decodes too.
+    """
+    metrics = {}
+    for key, value in run.metrics.items():
+        head, sep, rest = key.partition("@")
+        if sep and rest.split("/", 1)[0] == method:
+            metrics[head + rest[len(method):]] = value
+    status = run.status if run.status != "completed" or metrics else "no metrics"
+    return Run(run.num, run.path, run.overrides, status, metrics, run.config, run.error, label=f"{run.label} → {method} (re-decode)")
+
+
+@dataclass
+class Row:
+    """One grid point: the runs whose overrides differ only in ``seed`` (one per seed, failed ones included).
+
+    redecode: the method whose decode of these runs' network this row shows (None: the runs' own decode).
+    """
+
+    label: str
+    runs: list[Run]
+    redecode: str | None = None
+    point: tuple[str, ...] = ()
+
+    @property
+    def model(self) -> str:
+        own = next((r.model for r in self.runs if r.model), "")
+        return f"{self.redecode} (re-decode of {own})" if self.redecode else own
+
+    @property
+    def completed(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "completed"]
+
+    @property
+    def seeds(self) -> list[str]:
+        return [s for s in (run_seed(r) for r in self.runs) if s is not None]
+
+    def values(self, key: str) -> dict[str, float]:
+        """seed -> value of ``key`` over the completed runs that logged it (NaN left out)."""
+        out = {}
+        for r in self.completed:
+            v = r.metrics.get(key)
+            if v is not None and not math.isnan(v):
+                out[run_seed(r) or f"job {r.num}"] = float(v)
+        return out
+
+    def stats(self, key: str) -> Stats:
+        return Stats.of(list(self.values(key).values()))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Mean, sample standard deviation (ddof=1; None for one value) and n of a metric over seeds."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+    @staticmethod
+    def of(values: Sequence[float]) -> Stats:
+        n = len(values)
+        if not n:
+            return Stats(None, None, 0)
+        mean = math.fsum(values) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        return Stats(mean, std, n)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Row minus reference, paired by seed: mean difference, its 95 % t interval (None for < 2 pairs), n pairs."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes 0."""
+        return self.low is not None and (self.low > 0 or self.high < 0)
+
+    @staticmethod
+    def paired(row: Mapping[str, float], ref: Mapping[str, float], confidence: float = CONFIDENCE) -> Difference:
+        seeds = [s for s in row if s in ref]
+        diffs = [row[s] - ref[s] for s in seeds]
+        stats = Stats.of(diffs)
+        if stats.n < 2:
+            return Difference(stats.mean, None, None, stats.n)
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + confidence / 2, stats.n - 1)) * stats.std / math.sqrt(stats.n)
+        return Difference(stats.mean, stats.mean - half, stats.mean + half, stats.n)
+
+
+def group_runs(runs: Sequence[Run], stage: str = "test") -> list[Row]:
+    """Runs -> rows: one per grid point (overrides less ``seed``), in job order, each followed by
+    its re-decode rows (one per method its runs were re-decoded with)."""
+    points: dict[tuple[str, ...], list[Run]] = {}
+    for r in runs:  # the grid lists a not-started job's overrides in its own order
+        points.setdefault(tuple(sorted(_point(r))), []).append(r)
+    firsts = [members[0] for members in points.values()]
+    stripped = [Run(r.num, r.path, list(_point(r)), r.status, config=r.config) for r in firsts]
+    rows: list[Row] = []
+    for members, first, label in zip(points.values(), stripped, run_labels(stripped)):
+        point = tuple(first.overrides)
+        rows.append(Row(label, members, None, point))
+        methods: list[str] = []
+        for r in members:
+            methods += [m for m in redecoded_methods(r, stage) if m not in methods]
+        for method in methods:
+            rows.append(Row(f"{label} → {method} (re-decode)", [as_redecode(r, method, stage) for r in members], method, point))
+    return rows
+
+
+def _parse_ref(ref: str) -> dict[str, str]:
+    parsed = {}
+    for part in str(ref).split():
+        key, sep, value = part.lstrip("+~").partition("=")
+        if not sep:
+            raise ValueError(f"ref={ref!r}: expected override strings key=value (e.g. ref=model=baseline or ref='model=wsm labels=ours')")
+        parsed[key] = value
+    return parsed
+
+
+def reference_rows(rows: Sequence[Row], ref: str | None = None) -> dict[int, Row | None]:
+    """Each row's reference (index -> row, None when it has none).
+
+    ``ref``: override string(s) naming the reference (``model=baseline``; default: the baseline when
+    a row has it, else no differences). A row's reference is the reference row at its own values of
+    every other override (``model=hih_c labels=ours`` -> ``model=baseline labels=ours``); a re-decode
+    row's may be its own training's row (``ref=model=baseline``: DARK's re-decode against argmax).
+    """
+    spec = _parse_ref(ref) if ref else None
+    own_rows = [r for r in rows if r.redecode is None]
+    if spec is None:
+        default = _parse_ref(DEFAULT_REF)
+        if not any(_matches(r.point, default) for r in own_rows):
+            return {i: None for i in range(len(rows))}
+        spec = default
+    candidates = [r for r in own_rows if _matches(r.point, spec)]
+    if not candidates:
+        known = sorted({o for r in own_rows for o in r.point})
+        raise ValueError(f"ref={ref!r} matches no row; the rows' overrides: {', '.join(known) or '(none)'}")
+    out = {}
+    for i, row in enumerate(rows):
+        others = _without(row.point, spec)
+        found = [c for c in candidates if _without(c.point, spec) == others]
+        out[i] = found[0] if found else None
+    return out
+
+
+def _pairs(point: Sequence[str]) -> dict[str, str]:
+    return dict(o.lstrip("+~").partition("=")[::2] for o in point)
+
+
+def _matches(point: Sequence[str], spec: Mapping[str, str]) -> bool:
+    pairs = _pairs(point)
+    return all(pairs.get(k) == v for k, v in spec.items())
+
+
+def _without(point: Sequence[str], spec: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in _pairs(point).items() if k not in spec}
+
+
+def is_multi_seed(rows: Sequence[Row]) -> bool:
+    """Some grid point has more than one job (seeds): the report aggregates."""
+    return any(len(r.runs) > 1 for r in rows)
+
+
+def _pm(stats: Stats, column: str) -> str:
+    if stats.mean is None:
+        return "-"
+    if stats.std is None:
+        return _fmt(stats.mean, column)
+    return f"{_fmt(stats.mean, column)} ± {_fmt(stats.std, column)}"
+
+
+def _diff_text(diff: Difference | None, column: str) -> str:
+    if diff is None or diff.mean is None:
+        return "-"
+    text = f"{diff.mean:+.{3 if 'auc' in column else digits(column)}f}"
+    if diff.low is not None:
+        text += f" [{diff.low:+.{3 if 'auc' in column else digits(column)}f}, {diff.high:+.{3 if 'auc' in column else digits(column)}f}]"
+        if diff.significant:
+            text += " *"
+    return text
+
+
+def _count(row: Row) -> str:
+    """"n/total" completed seeds, and how the others ended (failed, running, ...)."""
+    ended: dict[str, int] = {}
+    for r in row.runs:
+        if r.status != "completed":
+            ended[r.status] = ended.get(r.status, 0) + 1
+    text = f"{len(row.completed)}/{len(row.runs)}"
+    return text + (" (" + ", ".join(f"{n} {s}" for s, n in ended.items()) + ")" if ended else "")
+
+
+def seed_summary_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """One row per grid point (and re-decode): seeds done / total, mean ± std of the full-set metrics,
+    the paired NME difference to the reference with its interval (``*``: excludes 0)."""
+    runs = [r for row in rows for r in row.runs]
+    families = [m for m in metric_families(runs, stage) if m in METRICS or m in ("nme_integer_corner", "nme_integer") or m in HEAD_COLUMNS]
+    header = ["run", "model", "seeds", *families, f"Δ nme vs ref [{int(CONFIDENCE * 100)} % CI]", "ref"]
+    out = []
+    for i, row in enumerate(rows):
+        ref = refs.get(i)
+        diff = None if ref is None or ref is row else Difference.paired(row.values(f"{stage}/nme"), ref.values(f"{stage}/nme"))
+        ref_text = "(reference)" if ref is row else (ref.label if ref is not None else "-")
+        out.append([row.label, row.model, _count(row), *(_pm(row.stats(f"{stage}/{m}"), m) for m in families), _diff_text(diff, "nme"), ref_text])
+    return header, out
+
+
+def compensation_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """What each compensation buys over seeds: NME, the integer heatmap alone (cell centre), the gain
+    (integer-only − NME: what the head or decoder adds), and two paired differences to the reference,
+    its NME against the row's NME and against the row's integer-only NME (does training the head
+    help or hurt the integer heatmap itself?). A re-decode's integer heatmap is its training's (the
+    same argmax); the reference's own integer heatmap is its NME when it has no integer-only metric."""
+    header = ["run", "model", "seeds", "nme", "nme_integer (centre)", "gain", f"Δ nme vs ref [{int(CONFIDENCE * 100)} % CI]",
+              f"Δ nme_integer vs ref nme [{int(CONFIDENCE * 100)} % CI]"]
+    out = []
+    for i, row in enumerate(rows):
+        ref = refs.get(i)
+        nme = row.values(f"{stage}/nme")
+        integer = row.values(f"{stage}/nme_integer")
+        if not integer and row.redecode is None:
+            integer = nme  # a plain heatmap's own decode is its integer heatmap (argmax at the cell centre)
+        gain = {s: integer[s] - nme[s] for s in nme if s in integer}
+        if ref is None or ref is row:
+            d_nme = d_int = None
+        else:
+            d_nme = Difference.paired(nme, ref.values(f"{stage}/nme"))
+            d_int = Difference.paired(integer, ref.values(f"{stage}/nme")) if row.redecode is None else None
+        out.append([row.label, row.model, _count(row), _pm(row.stats(f"{stage}/nme"), "nme"),
+                    _pm(Stats.of(list(integer.values())), "nme") if row.redecode is None else "(its training's)",
+                    _pm(Stats.of(list(gain.values())), "nme") if row.redecode is None else "-",
+                    "(reference)" if ref is row else _diff_text(d_nme, "nme"), "(reference)" if ref is row else _diff_text(d_int, "nme")])
+    return header, out
+
+
+def seed_metric_table(rows: Sequence[Row], metric: str, stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """:func:`metric_table` over seeds: mean ± std per subset, rows without this family left out."""
+    runs = [r for row in rows for r in row.runs]
+    subsets = subset_order(runs, stage)
+    header = ["run", "model", "seeds"] + [SUBSET_LABELS.get(s, s) for s in subsets]
+    out = []
+    for row in rows:
+        keys = [f"{stage}/{metric}" + ("" if s == "full" else f"/{s}") for s in subsets]
+        cells = [_pm(row.stats(k), metric) for k in keys]
+        if row.completed and all(c == "-" for c in cells) and (metric.endswith(INTEGER_VARIANTS) or metric in HEAD_COLUMNS):
+            continue
+        out.append([row.label, row.model, _count(row)] + cells)
+    return header, out
+
+
+def seed_csv_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+    """Wide CSV of the rows: label, model, re-decode, reference, seeds, counts, then per metric key its
+    mean, std, n and the paired difference to the reference (mean, interval low / high, n pairs)."""
+    keys = sorted({k for row in rows for r in row.runs for k in r.metrics if k.startswith(stage + "/")})
+    header = ["run", "model", "redecode", "ref", "seeds", "completed", "jobs"]
+    for k in keys:
+        header += [f"{k} mean", f"{k} std", f"{k} n", f"{k} diff", f"{k} diff low", f"{k} diff high", f"{k} diff n"]
+    out = []
+    for i, row in enumerate(rows):
+        ref = refs.get(i)
+        line = [row.label, row.model, row.redecode or "", "" if ref is None else ("(reference)" if ref is row else ref.label),
+                " ".join(row.seeds), len(row.completed), len(row.runs)]
+        for k in keys:
+            st = row.stats(k)
+            d = Difference.paired(row.values(k), ref.values(k)) if ref is not None and ref is not row else Difference(None, None, None, 0)
+            line += [st.mean, st.std, st.n, d.mean, d.low, d.high, d.n if ref is not None and ref is not row else None]
+        out.append(line)
+    return header, out
+
+
+def plot_rows(rows: Sequence[Row], path: str | os.PathLike, metric: str = "nme", stage: str = "test", title: str | None = None) -> Path | None:
+    """Bar chart of one full-set metric per row: the mean over seeds, error bars one standard deviation."""
+    done = [(row, row.stats(f"{stage}/{metric}")) for row in rows]
+    done = [(row, st) for row, st in done if st.n]
+    if not done:
+        return None
+    means = [st.mean for _, st in done]
+    stds = [st.std or 0.0 for _, st in done]
+    fig, ax = _figure((max(4.0, 0.6 * len(done) + 2), 4.5))
+    colors = ["tab:orange" if row.redecode else "tab:blue" for row, _ in done]
+    bars = ax.bar(range(len(done)), means, yerr=stds, capsize=3, color=colors)
+    ax.bar_label(bars, labels=[f"{_fmt(m, metric)}\nn={st.n}" for m, (_, st) in zip(means, done)], fontsize=6, padding=2)
+    ax.set_xticks(range(len(done)), [row.label for row, _ in done], rotation=40, ha="right", fontsize=6)
+    ax.set_ylabel(f"{metric} ({'fraction' if 'auc' in metric else '%'}), mean ± std over seeds")
+    ax.set_title(title or f"{stage} {metric}: mean ± std over seeds (orange: re-decodes)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------- plots
@@ -521,15 +931,23 @@ class Report:
         return out
 
 
-def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, stage: str = "test", plots: bool = True) -> Report:
+def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, stage: str = "test", plots: bool = True,
+                 ref: str | None = None) -> Report:
     """Read a multirun folder and write ``report.md``, ``runs.csv``, one CSV per metric table and the plots.
 
+    Runs whose overrides differ only in ``seed`` form one row (:func:`group_runs`); when some row has
+    several seeds, every table shows mean ± std over them with the number of completed seeds, the
+    summary adds each row's paired difference to its reference (``ref``, an override string; default
+    the baseline when present, :func:`reference_rows`) with a 95 % t interval, and ``rows.csv`` holds
+    it all. One seed per row: one row per run, as without seeds. Re-decodes of a run's network
+    (``test/<metric>@<method>``) are rows of their own in both cases.
     output_dir defaults to ``<multirun_dir>/report``. Returns what was written.
     """
     root = Path(multirun_dir)
     runs = collect_runs(root)
     out = Path(output_dir) if output_dir is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    rows = group_runs(runs, stage)
 
     counts: dict[str, int] = {}
     for r in runs:
@@ -540,30 +958,45 @@ def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike 
         f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
         "NME and FR in percent, AUC as a fraction (paper layout); rows are labelled by the overrides that vary.",
         "",
-        "## Runs",
-        "",
     ]
-    header, rows = summary_table(runs, stage)
     csvs = {"runs": write_csv(out / "runs.csv", *all_metrics_table(runs, stage))}
-    sections += [to_markdown(header, rows), ""]
+    if is_multi_seed(rows):
+        sections += _seed_sections(rows, ref, stage, out, csvs)
+        if plots:
+            path = plot_rows(rows, out / "rows_nme.png", "nme", stage)
+            written = {"rows": path} if path is not None else {}
+            sections += [f"![rows]({path.name})", ""] if path is not None else []
+        else:
+            written = {}
+        header, table = summary_table(runs, stage)
+        sections += ["## Every job", "", to_markdown(header, table), ""]
+        markdown = out / "report.md"
+        markdown.write_text("\n".join(sections))
+        return Report(runs, markdown, csvs, written)
+
+    # One seed per grid point: one row per run (re-decodes after their run), as the paper's tables.
+    shown = [r for row in rows for r in row.runs]
+    sections += ["## Runs", ""]
+    header, table = summary_table(shown, stage)
+    sections += [to_markdown(header, table), ""]
     glance_done = False
-    for metric in metric_families(runs, stage):
-        header, rows = metric_table(runs, metric, stage)
-        if not rows:
+    for metric in metric_families(shown, stage):
+        header, table = metric_table(shown, metric, stage)
+        if not table:
             continue
         if "_integer" in metric and not glance_done:  # Table 7's summary heads its section
             glance_done = True
-            g_header, g_rows = integer_table(runs, stage)
+            g_header, g_rows = integer_table(shown, stage)
             csvs["integer"] = write_csv(out / "integer.csv", g_header, g_rows)
             sections += [f"## {INTEGER_TITLE}", "", to_markdown(g_header, g_rows), ""]
-        csvs[metric] = write_csv(out / f"{metric}.csv", header, rows)
-        sections += [f"## {TITLES.get(metric, metric)}", "", to_markdown(header, rows, metric), ""]
+        csvs[metric] = write_csv(out / f"{metric}.csv", header, table)
+        sections += [f"## {TITLES.get(metric, metric)}", "", to_markdown(header, table, metric), ""]
     written: dict[str, Path] = {}
     if plots:
         from hih.progress import emit
 
         emit(f"tables written to {out}; drawing the plots")
-        for name, fn in (("runs", lambda p: plot_runs(runs, p, "nme", stage)), ("decimal", lambda p: plot_decimal(runs, p, "nme", stage))):
+        for name, fn in (("runs", lambda p: plot_runs(shown, p, "nme", stage)), ("decimal", lambda p: plot_decimal(runs, p, "nme", stage))):
             path = fn(out / f"{name}_nme.png")
             if path is not None:
                 written[name] = path
@@ -571,6 +1004,43 @@ def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike 
     markdown = out / "report.md"
     markdown.write_text("\n".join(sections))
     return Report(runs, markdown, csvs, written)
+
+
+def _seed_sections(rows: Sequence[Row], ref: str | None, stage: str, out: Path, csvs: dict[str, Path]) -> list[str]:
+    """The Markdown of a multi-seed report (and its CSVs into ``csvs``)."""
+    refs = reference_rows(rows, ref)
+    seeds = sorted({s for row in rows for s in row.seeds}, key=lambda s: (len(s), s))
+    header, table = seed_summary_table(rows, refs, stage)
+    csvs["rows"] = write_csv(out / "rows.csv", *seed_csv_table(rows, refs, stage))
+    with_ref = any(ref_row is not None for ref_row in refs.values())
+    sections = [(
+        f"{len(rows)} rows over seeds {', '.join(seeds) or '-'}: each cell is mean ± standard deviation over the row's "
+        "completed seeds (sample std, ddof = 1); \"seeds\" counts the completed ones against the row's jobs, and names "
+        "how the others ended (failed, running, not started: never averaged in)."
+    )]
+    if with_ref:
+        sections[-1] += (
+            f" Δ nme: the row minus its reference (the reference row at the row's other overrides), paired by seed, "
+            f"mean [{int(CONFIDENCE * 100)} % t interval over the pairs]; * marks an interval that excludes 0. "
+            "Re-decode rows (→ <method>) decode the same trained networks as the row above them."
+        )
+    sections += ["", "## Rows (mean ± std over seeds)", "", to_markdown(header, table), ""]
+    runs = [r for row in rows for r in row.runs]
+    if with_ref and any(f"{stage}/nme_integer" in r.metrics for r in runs):
+        header, table = compensation_table(rows, refs, stage)
+        csvs["compensation"] = write_csv(out / "compensation.csv", header, table)
+        note = ("gain = integer-only NME (argmax at the cell centre) − NME: what the head or decoder adds on its own "
+                "integer heatmap. The last column compares the row's integer heatmap with the reference's NME: "
+                "whether training the head helped or hurt the heatmap it reads.")
+        sections += ["## Compensation: full decode against the integer heatmap alone, mean ± std over seeds", "", note, "",
+                     to_markdown(header, table), ""]
+    for metric in metric_families(runs, stage):
+        header, table = seed_metric_table(rows, metric, stage)
+        if not table:
+            continue
+        csvs[metric] = write_csv(out / f"{metric}.csv", header, table)
+        sections += [f"## {TITLES.get(metric, metric)}, mean ± std over seeds", "", to_markdown(header, table, metric), ""]
+    return sections
 
 
 def all_metrics_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], list[list[Any]]]:

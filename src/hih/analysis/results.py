@@ -88,7 +88,11 @@ def split_variant(name: str) -> tuple[str, str]:
 
 def column_order(name: str) -> tuple[int, int, str]:
     """Sort key: nme, fr, auc of the full decode, then of each integer-only variant (centre, corner),
-    then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain), then anything else."""
+    then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain), then anything else, then
+    the re-decodes (``nme@dark``, ...: every method's NME, then FR, then AUC)."""
+    if "@" in name:
+        metric, method = name.split("@", 1)
+        return len(VARIANTS) + 2, column_order(metric)[1], method
     if name in HEAD_COLUMNS:
         return len(VARIANTS), HEAD_COLUMNS.index(name), name
     base, variant = split_variant(name)
@@ -121,8 +125,11 @@ def results_table(
 
 def results_tables(metrics: Mapping[str, float], stage: str = "test", title: str | None = None) -> list[Table]:
     """The console's tables: the full decode with the head metrics, then the integer heatmap alone
-    (cell centre and argmax corner side by side) when the run has one."""
+    (cell centre and argmax corner side by side) when the run has one, then the NME under each other
+    decoder of the same network (``nme@<method>``) when the run has re-decodes."""
     names = sorted({c for row in split_metrics(metrics, stage).values() for c in row}, key=column_order)
+    redecoded = [c for c in names if "@" in c]  # the same network under the other decoders: <metric>@<method>
+    names = [c for c in names if c not in redecoded]
     integer = [c for c in names if split_variant(c)[1] in VARIANT_LABELS]
     main = [c for c in names if c not in integer]
     caption = "; ".join(HEAD_CAPTIONS[c] for c in main if c in HEAD_CAPTIONS) or None
@@ -130,6 +137,10 @@ def results_tables(metrics: Mapping[str, float], stage: str = "test", title: str
     if integer:
         title2 = f"{stage}: integer heatmap alone (centre: cell centre; corner: argmax index, paper Table 7)"
         tables.append(results_table(metrics, stage, title2, integer))
+    nme = [c for c in redecoded if c.startswith("nme@")]
+    if nme:
+        title3 = f"{stage}: NME of the same network under the other decoders (FR / AUC in metrics.json)"
+        tables.append(results_table(metrics, stage, title3, nme))
     return tables
 
 

@@ -1,6 +1,7 @@
 """hih-report: a multirun folder -> the paper's tables (Markdown, CSV) and plots.
 
     hih-report multirun_dir=outputs/train/multirun/2026-01-01_12-00-00
+    hih-report multirun_dir=... ref=model=wsm     # seeds: paired differences to the WSM rows
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def main(cfg: DictConfig) -> None:
 
     from hih.analysis.report import write_report
 
-    report = write_report(cfg.multirun_dir, cfg.output_dir, stage=cfg.stage, plots=cfg.plots)
+    report = write_report(cfg.multirun_dir, cfg.output_dir, stage=cfg.stage, plots=cfg.plots, ref=cfg.get("ref"))
     console = Console()
     print(report.markdown.read_text())  # plain: Markdown tables must not be re-wrapped
     console.print(f"\nreport: {report.markdown}\ncsv: {', '.join(str(p) for p in report.csvs.values())}", markup=False)
