@@ -67,3 +67,25 @@ def test_trains_end_to_end_with_hih_train(tmp_path):
         columns = next(csv.reader(f))
     assert "train/local_offset_epoch" in columns  # the head's term is logged under its output key
     assert (run / "predictions.png").is_file()
+
+
+def test_a_throwaway_method_reaches_the_listings_and_the_report(tmp_path):
+    """Registered in the test, never named in the suite's code: the method lists, the model configs'
+    codec lookup and hih-report's Table 8 plot (methods with a decimal resolution) see it."""
+    from hih.analysis.report import Run, plot_decimal
+    from hih.codecs import HIHCodec
+    from hih.methods import _registry
+
+    hih_c = get_method("hih_c")
+    name = "zz_decimal"
+    register(type(hih_c)(name, HIHCodec, head=hih_c.head, output_key="decimal", loss=hih_c.loss,
+                         head_is_heatmap=True, head_metric=hih_c.head_metric))
+    try:
+        assert name in method_names()
+        assert type(build_codec(name, decimal_size=4)) is HIHCodec
+        runs = [Run(i, None, [f"model={name}", f"model.decimal_size={d}"], "completed", {"test/nme": 5.0 - i},
+                    {"model": {"name": name, "decimal_size": d, "net": {"head": name}}}) for i, d in enumerate((4, 8))]
+        assert plot_decimal(runs, tmp_path / "decimal.png") is not None  # one line, two resolutions
+    finally:
+        _registry._REGISTRY.pop(name, None)
+    assert plot_decimal(runs, tmp_path / "again.png") is None  # unregistered: not a decimal method any more

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hih.analysis.report import SweepCallback, collect_runs, metric_table, read_status, write_report
+from hih.analysis.report import collect_runs, metric_table, read_status, write_report
+from hih.cli.hydra_callbacks import SweepCallback
 
 SUBSETS = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 SIZES = (4, 8, 16, 32)

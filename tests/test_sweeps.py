@@ -46,7 +46,7 @@ def test_sweep_configs_compose(sweep, params):
         cfg = _compose([f"experiment={experiment}", f"sweep={sweep}"])
         assert dict(cfg.hydra.sweeper.params or {}) == params
         assert cfg.sweep_name == sweep
-        assert cfg.hydra.callbacks.job_status._target_ == "hih.analysis.report.SweepCallback"
+        assert cfg.hydra.callbacks.job_status._target_ == "hih.cli.hydra_callbacks.SweepCallback"
         assert cfg.data.name == ("synthetic" if experiment == "quickstart" else "wflw")
         assert f"sweep:{sweep}" in list(cfg.tags)
         assert str(OmegaConf.select(cfg, "logger.csv._target_")).endswith("CSVLogger")
@@ -65,7 +65,7 @@ def test_every_swept_value_composes():
 
 
 def test_sweep_seeds_join_the_basic_grid_unless_the_command_line_sets_them():
-    from hih.analysis.report import add_seeds, point_by_swept_keys
+    from hih.cli.hydra_callbacks import add_seeds, point_by_swept_keys
 
     cfg = _compose(["sweep=seeds", "sweep.seeds=[4,5]", "+hydra.sweeper.params.model='baseline,hih_l'", "trainer.max_epochs=2"])
     assert add_seeds(cfg) == "4,5" and cfg.hydra.sweeper.params.seed == "4,5"

@@ -23,7 +23,7 @@ import torch
 from hih.codecs.base import Codec
 from hih.codecs.offset import OffsetMapCodec, OffsetValueCodec
 from hih.data.geometry import apply_affine, crop_box, crop_matrix
-from hih.methods import build_codec, get_method, method_names
+from hih.methods import build_codec, codec_parameters, get_method, method_names
 from hih.metrics import per_sample_nme
 
 #: The label settings every method is measured with, (integer_target, decimal_quantizer): the suite's
@@ -83,7 +83,7 @@ def decode_label(codec: Codec) -> str:
 
 
 def _codec_params(name: str) -> set[str]:
-    return {p for p in inspect.signature(get_method(name).codec.__init__).parameters if p != "self"}
+    return set(codec_parameters(name))
 
 
 def _fixed(name: str) -> Mapping[str, object]:

@@ -27,6 +27,7 @@ from hih.models.net import LandmarkNet
 __all__ = [
     "Method",
     "build_codec",
+    "codec_parameters",
     "build_loss",
     "build_net",
     "compute_losses",
@@ -135,6 +136,11 @@ def head_output(output_key: str | None) -> Method | None:
     )
 
 
+def codec_parameters(name: str) -> list[str]:
+    """The keyword arguments the codec of method ``name`` takes (e.g. ``decimal_size`` for the HIH methods)."""
+    return [p for p in inspect.signature(get_method(name).codec.__init__).parameters if p != "self"]
+
+
 def build_codec(name: str, **kw: object):
     """The codec of method ``name``, configured with ``kw`` (what the model configs instantiate).
 
@@ -142,7 +148,7 @@ def build_codec(name: str, **kw: object):
     contradicts what the method fixes (e.g. ``build_codec("wsm", decoder="dark")``).
     """
     method = get_method(name)
-    accepted = [p for p in inspect.signature(method.codec.__init__).parameters if p != "self"]
+    accepted = codec_parameters(name)
     unknown = sorted(set(kw) - set(accepted))
     if unknown:
         raise ValueError(
