@@ -120,10 +120,12 @@ def report(name: str, ref: tuple, torch_: tuple, batch: int) -> float:
     ratio = t_ref / t_torch
     print(f"{name}")
     print(
-        f"  reference (NumPy loop): {t_ref * 1e3:9.2f} ms/batch  {t_ref * 1e3 / batch:8.3f} ms/sample  (median {m_ref * 1e3:.2f} ms/batch)"
+        f"  reference (NumPy loop): {t_ref * 1e3:9.2f} ms/batch  {t_ref * 1e3 / batch:8.3f} ms/sample  "
+        f"(median {m_ref * 1e3:.2f} ms/batch)"
     )
     print(
-        f"  torch (batched)       : {t_torch * 1e3:9.2f} ms/batch  {t_torch * 1e3 / batch:8.3f} ms/sample  (median {m_torch * 1e3:.2f} ms/batch)"
+        f"  torch (batched)       : {t_torch * 1e3:9.2f} ms/batch  {t_torch * 1e3 / batch:8.3f} ms/sample  "
+        f"(median {m_torch * 1e3:.2f} ms/batch)"
     )
     verdict = "meets" if ratio >= TARGET_SPEEDUP else "BELOW"
     print(f"  speed-up              : {ratio:9.1f}x  ({verdict} the {TARGET_SPEEDUP:g}x target)")
@@ -150,7 +152,8 @@ def main(argv=None) -> int:
     wsm = HeatmapCodec(args.input_size, args.heatmap_size, args.sigma, decoder="wsm")
 
     print(
-        f"{args.batch} faces x {args.landmarks} landmarks, input {args.input_size}, heatmap {args.heatmap_size}x{args.heatmap_size}, "
+        f"{args.batch} faces x {args.landmarks} landmarks, input {args.input_size}, "
+        f"heatmap {args.heatmap_size}x{args.heatmap_size}, "
         f"decimal {args.decimal_size}x{args.decimal_size}, sigma {args.sigma}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}; "
         f"best of {args.repeats} (torch) / {args.ref_repeats} (reference)"
@@ -174,7 +177,8 @@ def main(argv=None) -> int:
     r_enc = report("HIH encode (integer + decimal heatmap)", t_ref, t_torch, b)
     print(
         f"  agreement             : integer argmax cells {'identical' if same_cells else 'DIFFER'}, "
-        f"decimal argmax cells {'identical' if same_dec else 'DIFFER'}; max |diff| heatmap {hm_diff:.2e}, decimal {dec_diff:.2e}"
+        f"decimal argmax cells {'identical' if same_dec else 'DIFFER'}; "
+        f"max |diff| heatmap {hm_diff:.2e}, decimal {dec_diff:.2e}"
     )
 
     # --- WSM decode (on the encoded heatmaps) ---
@@ -184,9 +188,8 @@ def main(argv=None) -> int:
     *t_ref, ref_pts = best_of(lambda: ref_wsm_decode(hm, wsm.stride), args.ref_repeats)
     pt_diff = float(np.abs(pts.numpy() - ref_pts).max())
     r_dec = report("WSM decode", t_ref, t_torch, b)
-    print(
-        f"  agreement             : decoded points max |diff| {pt_diff:.2e} px ({'identical' if pt_diff == 0 else 'DIFFER' if pt_diff > 1e-4 else 'equal to float rounding'})"
-    )
+    agreement = "identical" if pt_diff == 0 else "DIFFER" if pt_diff > 1e-4 else "equal to float rounding"
+    print(f"  agreement             : decoded points max |diff| {pt_diff:.2e} px ({agreement})")
 
     ok = same_cells and same_dec and hm_diff < 1e-2 and dec_diff < 1e-6 and pt_diff <= 1e-4
     if not ok:

@@ -223,7 +223,8 @@ def bench_photos(args) -> dict:
         "ratio_cached_vs_photo": rates["cached"] / rates["photo"],
     }
     print(
-        f"images: {photos} WFLW-like photos (800-1200 px), {n} faces, input {args.input_size}, best of {args.passes} passes, 1 thread"
+        f"images: {photos} WFLW-like photos (800-1200 px), {n} faces, input {args.input_size}, "
+        f"best of {args.passes} passes, 1 thread"
     )
     print(f"full photo (decode per face + warp + albumentations):  {rates['photo']:8.1f} img/s per worker")
     print(f"crop cache, raw memory map:                             {rates['cached']:8.1f} img/s per worker")
@@ -231,7 +232,8 @@ def bench_photos(args) -> dict:
     print(f"synthetic canvases (256-384 px, today's benchmarks):    {rates['canvas']:8.1f} img/s per worker")
     print(
         f"cache: raw {result['cache_mb']:.1f} MB ({result['cache_mb_per_1000_faces']:.0f} MB per 1000 faces), built in "
-        f"{result['build_s']:.1f} s ({result['build_s_draft']:.1f} s with JPEG draft decode) on {result['build_workers']} threads; "
+        f"{result['build_s']:.1f} s ({result['build_s_draft']:.1f} s with JPEG draft decode) "
+        f"on {result['build_workers']} threads; "
         f"JPEG {result['cache_jpeg_mb']:.1f} MB, built in {result['build_s_jpeg']:.1f} s"
     )
     if draft["draft_photos"]:

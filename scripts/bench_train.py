@@ -119,7 +119,8 @@ def bench(
     overhead = 100 * (results["lightning"] / results["bare"] - 1)
     overhead_nc = 100 * (results["no_check"] / results["bare"] - 1)
     print(
-        f"{name:<6} {size:>3}px ch={channels:<3} batch={batch:<2} steps={steps:<3} best of {repeats} | bare {ips['bare']:7.2f} img/s "
+        f"{name:<6} {size:>3}px ch={channels:<3} batch={batch:<2} steps={steps:<3} best of {repeats} "
+        f"| bare {ips['bare']:7.2f} img/s "
         f"| lightning {ips['lightning']:7.2f} img/s ({overhead:+5.1f}%) | lightning, check_finite off "
         f"{ips['no_check']:7.2f} img/s ({overhead_nc:+5.1f}%) | load avg {os.getloadavg()[0]:.2f}",
         flush=True,

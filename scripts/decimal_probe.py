@@ -68,7 +68,8 @@ def run_head(name: str, args, codec: HIHCodec) -> dict[str, float]:
     def report(step: int) -> dict[str, float]:
         r = evaluate()
         print(
-            f"  {name} step {step:5d}: decimal-cell accuracy {r['acc']:.3f}, error {r['err_px']:.3f} px  ({time.perf_counter() - t0:.0f} s)",
+            f"  {name} step {step:5d}: decimal-cell accuracy {r['acc']:.3f}, error {r['err_px']:.3f} px  "
+            f"({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
         return r
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.landmarks} landmarks, batch {args.batch}, {args.loss} loss, lr {args.lr}"
     )
     print(
-        f"reference errors: integer cell centre {centre_px:.3f} px; perfect decimal map (corner decode) {perfect_px:.3f} px; "
+        f"reference errors: integer cell centre {centre_px:.3f} px; "
+        f"perfect decimal map (corner decode) {perfect_px:.3f} px; "
         f"chance decimal-cell accuracy {1 / d**2:.3f}"
     )
     results = {name: run_head(name, args, codec) for name in args.heads}

@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     clock.log(
-        f"device {device} ({gpu}), torch {torch.__version__}, models {args.models}, {'tiny' if args.tiny else 'paper size'}"
+        f"device {device} ({gpu}), torch {torch.__version__}, models {args.models}, "
+        f"{'tiny' if args.tiny else 'paper size'}"
     )
 
     # Data: the photos are generated and their crops cached once (every core), then every model reads them.
@@ -467,12 +468,14 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             results["throughput"][name]["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         extra = (
-            f", decimal_acc {ev['decimal_acc']:.3f} (chance {ev['decimal_chance']:.3f}), decimal_gain {ev['decimal_gain']:+.3f}"
+            f", decimal_acc {ev['decimal_acc']:.3f} (chance {ev['decimal_chance']:.3f}), "
+            f"decimal_gain {ev['decimal_gain']:+.3f}"
             if "decimal_acc" in ev
             else ""
         )
         clock.log(
-            f"{name}: {steps} steps in {trained_s:.0f} s, test NME {ev['nme']:.3f} (integer-only at the centre {ev['nme_integer_centre']:.3f}){extra}"
+            f"{name}: {steps} steps in {trained_s:.0f} s, test NME {ev['nme']:.3f} "
+            f"(integer-only at the centre {ev['nme_integer_centre']:.3f}){extra}"
         )
         del module, stepper
         if device.type == "cuda":
@@ -494,7 +497,10 @@ def summary(r: dict) -> str:
         return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
     lines = [
-        f"# GPU check: {r['device_name']} ({'tiny' if r['tiny'] else 'paper size'}, {r['input_size']} px, batch {r['batch']})",
+        (
+            f"# GPU check: {r['device_name']} ({'tiny' if r['tiny'] else 'paper size'}, "
+            f"{r['input_size']} px, batch {r['batch']})"
+        ),
         "",
         f"torch {r['torch']}; bf16 {r['bf16']}, channels-last {r['channels_last']}, compile {r['compile']}; "
         f"{r['workers']} loader workers, pinned memory {r['pin_memory']}, persistent {r['persistent_workers']}, "
@@ -506,27 +512,39 @@ def summary(r: dict) -> str:
         "",
         "## Throughput (img/s)",
         "",
-        f"Loaders alone: crop cache {r['loader']['cached']['img_per_s']:.1f}, full photos {r['loader']['uncached']['img_per_s']:.1f}.",
+        (
+            f"Loaders alone: crop cache {r['loader']['cached']['img_per_s']:.1f}, "
+            f"full photos {r['loader']['uncached']['img_per_s']:.1f}."
+        ),
         "",
-        "| model | params (M) | model-bound (fixed tensors) | pipeline, crop cache | pipeline, full photos | cached / model-bound |",
+        (
+            "| model | params (M) | model-bound (fixed tensors) | pipeline, crop cache | pipeline, full photos "
+            "| cached / model-bound |"
+        ),
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, t in r["throughput"].items():
         lines.append(
-            f"| {name} | {t['params_m']:.2f} | {t['model_bound']['img_per_s']:.1f} | {t['pipeline']['img_per_s']:.1f} | "
+            f"| {name} | {t['params_m']:.2f} | {t['model_bound']['img_per_s']:.1f} | "
+            f"{t['pipeline']['img_per_s']:.1f} | "
             f"{t['pipeline_uncached']['img_per_s']:.1f} | {t['pipeline_over_model_bound']:.2f} |"
         )
     lines += [
         "",
         f"## Training on {r['n_train']} faces, tested on {r['n_test']}",
         "",
-        "| model | steps | epochs | test NME | NME - baseline | integer only (centre) | decimal_acc | chance | decimal_gain |",
+        (
+            "| model | steps | epochs | test NME | NME - baseline | integer only (centre) | decimal_acc | chance "
+            "| decimal_gain |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, t in r["training"].items():
         lines.append(
-            f"| {name} | {t['steps']} | {t['epochs']:.1f} | {t['nme']:.3f} | {f(t.get('nme_minus_baseline'), '+.3f')} | "
-            f"{t['nme_integer_centre']:.3f} | {f(t.get('decimal_acc'), '.3f')} | {f(t.get('decimal_chance'), '.4f')} | "
+            f"| {name} | {t['steps']} | {t['epochs']:.1f} | {t['nme']:.3f} | "
+            f"{f(t.get('nme_minus_baseline'), '+.3f')} | "
+            f"{t['nme_integer_centre']:.3f} | {f(t.get('decimal_acc'), '.3f')} | "
+            f"{f(t.get('decimal_chance'), '.4f')} | "
             f"{f(t.get('decimal_gain'), '+.3f')} |"
         )
     return "\n".join(lines) + "\n"

@@ -80,12 +80,13 @@ def main(argv: list[str] | None = None) -> None:
 
     gap = args.integer_only - args.nme
     print(
-        f"paper: integer-only {args.integer_only:.2f} / full {args.nme:.2f} = {args.integer_only / args.nme:.3f}, gap {gap:.2f} NME"
+        f"paper: integer-only {args.integer_only:.2f} / full {args.nme:.2f} = {args.integer_only / args.nme:.3f}, "
+        f"gap {gap:.2f} NME"
     )
     print(f"{args.samples} faces x 98 landmarks per row; stride {args.stride} at {args.input_size} px\n")
     print(
-        "| face scale | inter-ocular (px) | sigma (px) | full NME (check) | integer only, corner | ratio | share of gap "
-        "| integer only, centre | ratio | share of gap | constant half-cell shift | ratio |"
+        "| face scale | inter-ocular (px) | sigma (px) | full NME (check) | integer only, corner | ratio "
+        "| share of gap | integer only, centre | ratio | share of gap | constant half-cell shift | ratio |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for scale in args.scales:

@@ -166,7 +166,10 @@ def test_jpeg_format_reads_back_close(photos, tmp_path):
 
 
 def test_draft_decode_is_a_pure_scaling(photos):
-    """Reduced JPEG decode (DCT scaling): pixel j covers photo pixels [k j, k (j + 1)), so the crop matches the full decode."""
+    """Reduced JPEG decode (DCT scaling): pixel j covers photo pixels [k j, k (j + 1)).
+
+    So the crop matches the full decode.
+    """
     rec = _records(photos)[0]
     settings = CropSettings(input_size=16, max_rotation=30.0, scale_jitter=0.05, shift_jitter=0.05)
     density = settings.density(settings.box(rec))

@@ -28,7 +28,8 @@ from tiny import N_TEST, N_TRAIN, tiny
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
-# One interval line: "Epoch 1/2  batch 1/3  step 1/6  lr ...  eta 0:00:01  step 0.25 s  data 0.03 s (12% of step)  30.9 img/s ..."
+# One interval line:
+# "Epoch 1/2  batch 1/3  step 1/6  lr ...  eta 0:00:01  step 0.25 s  data 0.03 s (12% of step)  30.9 img/s ..."
 LINE = re.compile(
     r"Epoch (\d+)/\d+ +batch +\d+/\d+ +step +(\d+)/(\d+) .*eta (\d+:\d\d:\d\d) +step ([\d.]+) s +"
     r"data ([\d.]+) s \((\d+)% of step\) +([\d.]+) img/s +mem \d+ MiB +loss [\d.e+-]+"

@@ -319,7 +319,8 @@ def test_channels_last_and_compile_keep_outputs_and_keys():
     fast = _module("hih_c", channels_last=True, compile=True)
     fast.load_state_dict(plain.state_dict())  # same keys: in-place compile adds no "_orig_mod." prefix
     assert set(fast.state_dict()) == set(plain.state_dict())
-    # Forward through the uncompiled path only (compiling on CPU would take a while); channels_last must not change numbers.
+    # Forward through the uncompiled path only (compiling on CPU would take a while);
+    # channels_last must not change numbers.
     fast.net._compiled_call_impl = None
     plain.eval(), fast.eval()
     image = RandomFaces(2).images

@@ -63,7 +63,9 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
 
         raise CheckpointMismatchError(
             f"checkpoint {path} does not fit this model configuration.\n"
-            f"  missing keys: {show(missing)}\n  unexpected keys: {show(unexpected)}\n  shape mismatches: {show(reshaped)}\n"
+            f"  missing keys: {show(missing)}\n"
+            f"  unexpected keys: {show(unexpected)}\n"
+            f"  shape mismatches: {show(reshaped)}\n"
             "Compose the same model config (model=..., model.stacks=..., model.decimal_size=...) as the training run."
         )
     module.load_state_dict(state, strict=True)
@@ -141,8 +143,9 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
     ``data.heatmap_size=V`` override must agree with the checkpoint (else an error naming both),
     except the codec's decoding options (``model.codec.decimal_decode=corner``, ``integer_only``),
     which apply to the checkpoint's model, and ``model=X`` for a method on the same network (a
-    baseline checkpoint decoded as ``model=wsm`` / ``dark`` / ``soft_argmax``). ``data=X`` / ``experiment=X`` keep the composed data (a
-    cross-dataset test) with the checkpoint's input and heatmap size, if its landmark count matches.
+    baseline checkpoint decoded as ``model=wsm`` / ``dark`` / ``soft_argmax``). ``data=X`` /
+    ``experiment=X`` keep the composed data (a cross-dataset test) with the checkpoint's input and
+    heatmap size, if its landmark count matches.
     The label settings (``labels``: the crop) are the checkpoint's unless the command line sets them.
     A checkpoint without a config (written before checkpoints carried one) leaves ``cfg`` as
     composed: pass the training run's overrides by hand.
@@ -200,7 +203,8 @@ def config_from_checkpoint(cfg, ckpt_path: str | Path, overrides: list[str] | No
         elif int(cfg.data.num_landmarks) != int(ckpt.data.num_landmarks):
             raise CheckpointMismatchError(
                 f"checkpoint {ckpt_path} predicts {ckpt.data.num_landmarks} landmarks ({ckpt.data.name}), but "
-                f"data={cfg.data.name} has {cfg.data.num_landmarks}: a cross-dataset test needs the same landmark layout."
+                f"data={cfg.data.name} has {cfg.data.num_landmarks}: "
+                "a cross-dataset test needs the same landmark layout."
             )
         cfg.data.input_size, cfg.data.heatmap_size = ckpt.data.input_size, ckpt.data.heatmap_size
     log.info(

@@ -272,7 +272,8 @@ def read_boxes(path: str | Path) -> dict[str, list[np.ndarray]]:
             continue
         if len(tokens) != 5:
             raise ValueError(
-                f"{path}, line {line_no}: expected 'image_name x0 y0 x1 y1' (5 fields), got {len(tokens)}: {line.strip()!r}"
+                f"{path}, line {line_no}: expected 'image_name x0 y0 x1 y1' (5 fields), "
+                f"got {len(tokens)}: {line.strip()!r}"
             )
         boxes.setdefault(tokens[0], []).append(_box(tokens[1:], f"{path}, line {line_no}"))
     return boxes

@@ -127,7 +127,8 @@ def offset_map_smooth_l1(pred: Tensor, target: Tensor, mask: Tensor, beta: float
     _check_same("offset_map", pred, target)
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2:] != pred.shape[2:] or mask.shape[0] != pred.shape[0]:
         raise ValueError(
-            f"offset_mask must be (B, 1, H, W) = ({pred.shape[0]}, 1, {pred.shape[2]}, {pred.shape[3]}), got {tuple(mask.shape)}"
+            f"offset_mask must be (B, 1, H, W) = ({pred.shape[0]}, 1, {pred.shape[2]}, {pred.shape[3]}), "
+            f"got {tuple(mask.shape)}"
         )
     m = mask.float().expand_as(pred)
     per_cell = F.smooth_l1_loss(pred.float(), target.float(), reduction="none", beta=beta)

@@ -262,7 +262,8 @@ def decimal_hit_map(pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tenso
     """Per-landmark decimal-cell hits: (hit (B, N) float 0/1, visible (B, N) bool); see :func:`decimal_hits`."""
     if pred.ndim != 4 or pred.shape != target.shape or pred.shape[-1] != pred.shape[-2]:
         raise ValueError(
-            f"pred and target must be (B, N, d, d) decimal maps of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+            f"pred and target must be (B, N, d, d) decimal maps of the same shape, "
+            f"got {tuple(pred.shape)} and {tuple(target.shape)}"
         )
     vis = _visible(weight, tuple(pred.shape[:2]), "decimal_hits")
     hit = pred.detach().flatten(2).argmax(-1) == target.detach().flatten(2).argmax(-1)
@@ -300,7 +301,8 @@ def offset_error_map(
     else:
         if pred.ndim != 4 or pred.shape[1] != 2 or pred.shape != target.shape:
             raise ValueError(
-                f"WOM offset maps must be (B, 2, H, W) of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+                f"WOM offset maps must be (B, 2, H, W) of the same shape, "
+                f"got {tuple(pred.shape)} and {tuple(target.shape)}"
             )
         b, _, h, w = pred.shape
         if cells.ndim != 3 or cells.shape[0] != b or cells.shape[-1] != 2:
@@ -363,7 +365,8 @@ class HeadMetricMeter(Metric):
     def update(self, value: Tensor, visible: Tensor, subsets: Tensor | None = None) -> None:
         if value.ndim != 2 or visible.shape != value.shape:
             raise ValueError(
-                f"value and visible must be (B, N) of the same shape, got {tuple(value.shape)} and {tuple(visible.shape)}"
+                f"value and visible must be (B, N) of the same shape, "
+                f"got {tuple(value.shape)} and {tuple(visible.shape)}"
             )
         b, k = value.shape[0], len(self.subset_names)
         if subsets is None:

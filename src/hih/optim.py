@@ -72,7 +72,8 @@ def as_partial(spec: Any, what: str) -> tuple[Callable | None, dict | None]:
     if isinstance(spec, Mapping):
         if "_target_" not in spec:
             raise ValueError(
-                f"{what} must be a Hydra _partial_ target ({{_target_: ..., _partial_: true, ...}}) or a callable, got keys {sorted(spec)}"
+                f"{what} must be a Hydra _partial_ target ({{_target_: ..., _partial_: true, ...}}) or a callable, "
+                f"got keys {sorted(spec)}"
             )
         from hydra.utils import instantiate
 

@@ -162,11 +162,15 @@ def check_experiment_data(cfg: DictConfig) -> None:
         f"For the paper's settings on {name} (conf/experiment/paper/{name}.yaml, on a GPU) run: "
         f"hih-train experiment=paper/{name} model=hih_c (experiment=paper/{name} selects data={name} itself)."
         if paper.is_file()
-        else f"There is no paper experiment for {name} (conf/experiment/paper/{name}.yaml): write one, or start from the base settings with ~experiment."
+        else (
+            f"There is no paper experiment for {name} (conf/experiment/paper/{name}.yaml): "
+            "write one, or start from the base settings with ~experiment."
+        )
     )
     raise ValueError(
         f"data={name} was composed with the default experiment, the CPU quickstart ({cfg.data.input_size} px input, "
-        f"{cfg.data.heatmap_size}x{cfg.data.heatmap_size} heatmap, model={cfg.model.name}, {cfg.trainer.max_epochs} epochs), "
+        f"{cfg.data.heatmap_size}x{cfg.data.heatmap_size} heatmap, model={cfg.model.name}, "
+        f"{cfg.trainer.max_epochs} epochs), "
         f"which is sized for {', '.join(allowed)} faces only. "
         f"{suggestion} To train {name} with the base settings of train.yaml instead, drop the quickstart: ~experiment."
     )

@@ -6,7 +6,8 @@ Outputs in ``output_dir``: ``<stem>_landmarks.mp4`` (or ``.avi`` if the mp4 writ
 ``frames/<stem>_<frame:06d>.json`` (``{"frame", "time", "faces": [{box, score, landmarks}], "error"?}``)
 and ``predictions.json`` (the video's size, frame count, frame rate and the frames that could not be
 decoded, under ``errors``). A frame that cannot be decoded is skipped and said so: the annotated
-video repeats the last good frame there (black before the first good one), so its frame count and timing stay the input's.
+video repeats the last good frame there (black before the first good one), so its frame count
+and timing stay the input's.
 """
 
 from __future__ import annotations

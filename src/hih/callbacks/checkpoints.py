@@ -19,8 +19,8 @@ class LastCheckpoint(ModelCheckpoint):
     A run killed mid-epoch resumes from it (``ckpt_path=last``) and, with the resumable train loader,
     repeats exactly what the uninterrupted run would have done. It is the only writer of ``last.ckpt``
     (the best-model checkpoint keeps ``save_last: false``), so no ``last-v1.ckpt`` appears. Writes go
-    through Lightning's atomic save, and :class:`hih.callbacks.NonFiniteGuard` refuses to save non-finite weights, so the file
-    is always the last good state.
+    through Lightning's atomic save, and :class:`hih.callbacks.NonFiniteGuard` refuses to save
+    non-finite weights, so the file is always the last good state.
     """
 
     def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 100, **kwargs: Any) -> None:
@@ -50,7 +50,10 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 class ConfigInCheckpoint(Callback):
-    """Writes ``config`` (:func:`hih.checkpoints.describe`) into every checkpoint under :data:`hih.checkpoints.CONFIG_KEY`."""
+    """Writes ``config`` (:func:`hih.checkpoints.describe`) into every checkpoint.
+
+    It goes under :data:`hih.checkpoints.CONFIG_KEY`.
+    """
 
     def __init__(self, config: dict) -> None:
         self.config = config

@@ -1,6 +1,9 @@
 """One line per interval of training, readable in a log file: where the run is, when it ends, whether it waits on data.
 
-    Epoch 2/8  batch 30/63  step 93/504  lr 1.87e-03  eta 0:02:55  step 0.412 s  data 0.021 s (5% of step)  77.7 img/s  mem 812 MiB  loss 0.0021  heatmap 0.0018
+    Epoch 2/8  batch 30/63  step 93/504  lr 1.87e-03  eta 0:02:55  step 0.412 s  data 0.021 s (5% of step)
+        77.7 img/s  mem 812 MiB  loss 0.0021  heatmap 0.0018
+
+(one line in the log, wrapped here).
 
 The same timing goes to every logger as metrics (``time/step_s``, ``time/data_s``, ``time/data_share``,
 ``throughput/img_s``, ``memory/peak_mib``), so a sweep's dashboard shows which runs are loader-bound.
@@ -173,7 +176,8 @@ class IntervalLog(StepTimer):
             self._best = (value, epoch)
         self._write(
             trainer,
-            f"Epoch {epoch} validation  {monitor} {value:.4g}  best {self._best[0]:.4g} (epoch {self._best[1]})  took {took:.1f} s",
+            f"Epoch {epoch} validation  {monitor} {value:.4g}  best {self._best[0]:.4g} (epoch {self._best[1]})  "
+            f"took {took:.1f} s",
         )
 
     # -- testing (hih-train's test stage, hih-eval) ------------------------------------------------
@@ -197,7 +201,8 @@ class IntervalLog(StepTimer):
         eta = (total - done) / rate if isinstance(total, int) and rate > 0 else float("nan")
         self._write(
             trainer,
-            f"Test  batch {_of('', done, total).strip()}  {rate:.2f} batch/s  elapsed {format_duration(now - self._test_t0)}  eta {format_duration(eta)}",
+            f"Test  batch {_of('', done, total).strip()}  {rate:.2f} batch/s  "
+            f"elapsed {format_duration(now - self._test_t0)}  eta {format_duration(eta)}",
         )
 
     # -- output ----------------------------------------------------------------------------------

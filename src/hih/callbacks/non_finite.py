@@ -87,4 +87,7 @@ def _last_good(trainer) -> str:
     cb = getattr(trainer, "checkpoint_callbacks", None) or []
     paths = [p for c in cb for p in (getattr(c, "last_model_path", ""), getattr(c, "best_model_path", "")) if p]
     saved = f"The last good checkpoint is {paths[0]}" if paths else "No checkpoint had been written yet"
-    return f"{saved}; no non-finite state was saved. Lower the learning rate, check the inputs, or clip gradients (trainer.gradient_clip_val)."
+    return (
+        f"{saved}; no non-finite state was saved. "
+        "Lower the learning rate, check the inputs, or clip gradients (trainer.gradient_clip_val)."
+    )

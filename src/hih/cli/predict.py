@@ -39,7 +39,10 @@ def _detector_name(cfg: DictConfig) -> str:
 
 
 def build_predictor(cfg: DictConfig, net, codec, detector: str):
-    """The :class:`hih.inference.Predictor` the config describes (after :func:`build_model` set the checkpoint's crop)."""
+    """The :class:`hih.inference.Predictor` the config describes.
+
+    Call it after :func:`build_model` has set the checkpoint's crop.
+    """
     from hih.detectors import crop_maps, get_detector
     from hih.inference import Predictor, resolve_device
 

@@ -76,7 +76,8 @@ class HeatmapCodec(Codec):
         anchor_value(anchor)
         if decoder in ("dark", "soft_argmax") and anchor != "centre":
             raise ValueError(
-                f"anchor={anchor!r} applies to the argmax and wsm decoders only; {decoder!r} estimates a continuous position"
+                f"anchor={anchor!r} applies to the argmax and wsm decoders only; "
+                f"{decoder!r} estimates a continuous position"
             )
         self.integer_target = check_integer_target(integer_target)
         self.decoder = decoder
@@ -88,7 +89,8 @@ class HeatmapCodec(Codec):
     def __repr__(self) -> str:
         extra = f", beta={self.beta}" if self.decoder == "soft_argmax" else ""
         return (
-            f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma}, "
+            f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
+            f"sigma={self.sigma}, "
             f"decoder={self.decoder!r}, anchor={self.anchor!r}{extra}, integer_target={self.integer_target!r})"
         )
 

@@ -28,7 +28,8 @@ DECIMAL_QUANTIZERS = ("floor", "round")
 class HIHCodec(Codec):
     """Integer heatmap (as :class:`HeatmapCodec`) plus a decimal heatmap that refines its argmax cell.
 
-    encode(landmarks (B, N, 2)) -> {"heatmap": (B, N, H, W), "decimal": (B, N, d, d), "cell": (B, N, 2), "weight": (B, N)},
+    encode(landmarks (B, N, 2)) ->
+        {"heatmap": (B, N, H, W), "decimal": (B, N, d, d), "cell": (B, N, 2), "weight": (B, N)},
     d = decimal_size: with u = x / stride, offset o = u - floor(u) (eq. 1), decimal cell
     o* = floor(o * d) (eq. 2), and the decimal heatmap is a Gaussian of ``decimal_sigma`` cells peaked
     on cell o*, zero where the L-inf distance exceeds 3 decimal_sigma (eq. 3). Rows are y, columns x.
@@ -100,14 +101,17 @@ class HIHCodec(Codec):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma}, "
+            f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
+            f"sigma={self.sigma}, "
             f"decimal_size={self.decimal_size}, decimal_sigma={self.decimal_sigma}, "
             f"decimal_decode={self.decimal_decode!r}, integer_only={self.integer_only}, "
             f"integer_target={self.integer_target!r}, decimal_quantizer={self.decimal_quantizer!r})"
         )
 
     def encode(self, landmarks: Tensor) -> dict[str, Tensor]:
-        """landmarks (B, N, 2) -> {"heatmap": (B, N, H, W), "decimal": (B, N, d, d), "cell": (B, N, 2) long, "weight": (B, N)}.
+        """landmarks (B, N, 2) -> heatmap, decimal, cell and weight targets.
+
+        {"heatmap": (B, N, H, W), "decimal": (B, N, d, d), "cell": (B, N, 2) long, "weight": (B, N)}.
 
         "cell" is floor(u) (eq. 1), the integer cell HIH_L's decimal head is teacher-forced with.
         """

@@ -35,7 +35,8 @@ class _OffsetBase(Codec):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma}, "
+            f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
+            f"sigma={self.sigma}, "
             f"integer_target={self.integer_target!r})"
         )
 

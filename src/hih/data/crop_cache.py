@@ -482,7 +482,8 @@ def ensure_crop_cache(
     cache.built = True
     if progress:
         print(
-            f"[hih] crop cache {folder}: {len(cache)} faces, {cache.nbytes / 2**20:.1f} MB, built in {cache.build_s:.1f} s "
+            f"[hih] crop cache {folder}: {len(cache)} faces, {cache.nbytes / 2**20:.1f} MB, "
+            f"built in {cache.build_s:.1f} s "
             f"with {workers} threads"
         )
     return cache

@@ -202,7 +202,10 @@ class FaceDataModule(L.LightningDataModule):
         return add_targets(batch, self.codec) if encodes_now(self.trainer) else batch
 
     def read_split(self, split: str) -> list[FaceRecord]:
-        """The records of one split (:attr:`DatasetInfo.splits`: train, test; 300W also common, challenge, full, private)."""
+        """The records of one split.
+
+        :attr:`DatasetInfo.splits`: train, test; 300W also common, challenge, full, private.
+        """
         records = self.info.read(self.root, split)
         if not records:
             raise ValueError(f"{self.dataset_name} split {split!r} under {self.root} has no faces")

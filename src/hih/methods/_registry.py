@@ -77,7 +77,8 @@ class Method:
         codec_key = getattr(self.codec, "head_key", None)
         if codec_key != self.output_key:
             raise ValueError(
-                f"method {self.name!r}: codec {self.codec.__name__} reads head_key {codec_key!r}, the head writes {self.output_key!r}"
+                f"method {self.name!r}: codec {self.codec.__name__} reads head_key {codec_key!r}, "
+                f"the head writes {self.output_key!r}"
             )
         if self.head_metric is not None and self.head is None:
             raise ValueError(f"method {self.name!r}: a head_metric needs a head")
@@ -102,7 +103,8 @@ def register(method: Method) -> Method:
             )
         ):
             raise ValueError(
-                f"method {key!r} writes output {method.output_key!r} like {other.name!r} but with another loss, figure or head metric; "
+                f"method {key!r} writes output {method.output_key!r} like {other.name!r} "
+                "but with another loss, figure or head metric; "
                 "give its head a new output key"
             )
     _REGISTRY[key] = method
@@ -114,7 +116,8 @@ def get_method(name: str) -> Method:
     key = str(name).lower()
     if key not in _REGISTRY:
         raise ValueError(
-            f"unknown method {name!r}; expected one of {method_names()} (or a module hih/methods/{key}.py that registers it)"
+            f"unknown method {name!r}; expected one of {method_names()} "
+            f"(or a module hih/methods/{key}.py that registers it)"
         )
     return _REGISTRY[key]
 
@@ -152,7 +155,8 @@ def build_codec(name: str, **kw: object):
     unknown = sorted(set(kw) - set(accepted))
     if unknown:
         raise ValueError(
-            f"codec of {method.name!r} ({method.codec.__name__}) does not take {unknown}; accepted parameters: {accepted}"
+            f"codec of {method.name!r} ({method.codec.__name__}) does not take {unknown}; "
+            f"accepted parameters: {accepted}"
         )
     for k, v in method.codec_kwargs.items():
         if k in kw and kw[k] != v:
@@ -215,8 +219,9 @@ def build_net(
     backbone: "hourglass" (``stacks`` stacked hourglasses of ``hourglass_depth`` and ``channels``
     features) or "timm:<model name>" (that model's features of stride >= 4 aggregated at stride 4,
     randomly initialised since there is no internet, 1 stack; see :class:`TimmBackbone`).
-    head_kwargs: the head's widths (HIH_C ``width``; HIH_L ``width``, ``window``, ``reduced``; HIH_T ``embed_dim``, ``depth``, ``num_heads``,
-    ``mlp_ratio``, ``regression_width``; WOV / WOM ``width``, ``num_convs``).
+    head_kwargs: the head's widths (HIH_C ``width``; HIH_L ``width``, ``window``, ``reduced``;
+    HIH_T ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``regression_width``;
+    WOV / WOM ``width``, ``num_convs``).
     """
     head = head.lower()
     try:

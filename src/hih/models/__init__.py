@@ -1,4 +1,7 @@
-"""Stacked hourglass backbone, compensation heads (HIH_C, HIH_T, WOV, WOM; HIH_L beyond the paper) and the assembled net."""
+"""Stacked hourglass backbone, compensation heads and the assembled net.
+
+Heads: HIH_C, HIH_T, WOV, WOM (the paper's) and HIH_L (beyond the paper).
+"""
 
 from hih.models.complexity import count
 from hih.models.heads import HIHCHead, HIHLHead, HIHTHead, WOMHead, WOVHead

@@ -91,7 +91,8 @@ class StackedHourglass(nn.Module):
         need = 2 ** (self.depth + 2)
         if image.shape[-1] % need or image.shape[-2] % need:
             raise ValueError(
-                f"hourglass of depth {self.depth} needs an input size divisible by {need}, got {tuple(image.shape[-2:])}"
+                f"hourglass of depth {self.depth} needs an input size divisible by {need}, "
+                f"got {tuple(image.shape[-2:])}"
             )
         x = self.stem(image)
         heatmaps = []
@@ -143,7 +144,8 @@ class TimmBackbone(nn.Module):
         x = self.projections[0](levels[0])
         if tuple(x.shape[-2:]) != size:
             raise ValueError(
-                f"timm backbone's first kept level is {tuple(x.shape[-2:])} for a {tuple(image.shape[-2:])} input; expected stride 4"
+                f"timm backbone's first kept level is {tuple(x.shape[-2:])} for a {tuple(image.shape[-2:])} input; "
+                "expected stride 4"
             )
         for projection, level in zip(self.projections[1:], levels[1:]):
             x = x + F.interpolate(projection(level), size=size, mode="bilinear", align_corners=False)

@@ -23,7 +23,9 @@ class ConvBNReLU(nn.Sequential):
 
 
 class Bottleneck(nn.Module):
-    """Newell et al.'s residual module: 1x1 (C/2) -> 3x3 (C/2) -> 1x1 (C), each with BN; (B, C_in, H, W) -> (B, C_out, H, W).
+    """Newell et al.'s residual module: 1x1 (C/2) -> 3x3 (C/2) -> 1x1 (C), each with BN.
+
+    (B, C_in, H, W) -> (B, C_out, H, W).
 
     The shortcut is a 1x1 projection only when the channel count changes. (The official HIH code
     allocates that projection in every module and skips it at run time; we do not carry dead
