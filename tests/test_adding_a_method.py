@@ -78,13 +78,31 @@ def test_a_throwaway_method_reaches_the_listings_and_the_report(tmp_path):
 
     hih_c = get_method("hih_c")
     name = "zz_decimal"
-    register(type(hih_c)(name, HIHCodec, head=hih_c.head, output_key="decimal", loss=hih_c.loss,
-                         head_is_heatmap=True, head_metric=hih_c.head_metric))
+    register(
+        type(hih_c)(
+            name,
+            HIHCodec,
+            head=hih_c.head,
+            output_key="decimal",
+            loss=hih_c.loss,
+            head_is_heatmap=True,
+            head_metric=hih_c.head_metric,
+        )
+    )
     try:
         assert name in method_names()
         assert type(build_codec(name, decimal_size=4)) is HIHCodec
-        runs = [Run(i, None, [f"model={name}", f"model.decimal_size={d}"], "completed", {"test/nme": 5.0 - i},
-                    {"model": {"name": name, "decimal_size": d, "net": {"head": name}}}) for i, d in enumerate((4, 8))]
+        runs = [
+            Run(
+                i,
+                None,
+                [f"model={name}", f"model.decimal_size={d}"],
+                "completed",
+                {"test/nme": 5.0 - i},
+                {"model": {"name": name, "decimal_size": d, "net": {"head": name}}},
+            )
+            for i, d in enumerate((4, 8))
+        ]
         assert plot_decimal(runs, tmp_path / "decimal.png") is not None  # one line, two resolutions
     finally:
         _registry._REGISTRY.pop(name, None)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny import N_TEST, N_TRAIN, tiny
 
 from hih.methods import build_codec
 from hih.module import redecoders
+from tiny import N_TEST, N_TRAIN, tiny
 
 
 def test_a_plain_heatmap_is_redecoded_by_every_other_heatmap_method():
@@ -42,8 +42,15 @@ def test_the_redecodes_equal_hih_eval_with_that_model(tmp_path):
     (ckpt,) = sorted((run / "checkpoints").glob("epoch_*.ckpt"))
     for method in ("dark", "wsm", "soft_argmax"):
         keys = {k for k in metrics if f"@{method}" in k}
-        assert {f"test/nme@{method}", f"test/fr_10@{method}", f"test/auc_10@{method}", f"test/nme@{method}/pose"} <= keys
-        evaluated = evaluate(compose("eval", [*overrides, f"model={method}", f"ckpt_path={ckpt}"], output_dir=tmp_path / method))
+        assert {
+            f"test/nme@{method}",
+            f"test/fr_10@{method}",
+            f"test/auc_10@{method}",
+            f"test/nme@{method}/pose",
+        } <= keys
+        evaluated = evaluate(
+            compose("eval", [*overrides, f"model={method}", f"ckpt_path={ckpt}"], output_dir=tmp_path / method)
+        )
         # hih-eval model=<method> decodes the same weights with that method's codec as its own decode.
         for key in keys:
             assert metrics[key] == pytest.approx(evaluated[key.replace(f"@{method}", "")], rel=0, abs=1e-5), key
@@ -55,8 +62,17 @@ def test_the_redecodes_equal_hih_eval_with_that_model(tmp_path):
 def test_the_console_shows_the_redecodes_in_a_table_of_their_own():
     from hih.analysis.results import results_tables
 
-    metrics = {"test/nme": 4.0, "test/fr_10": 1.0, "test/auc_10": 0.5, "test/nme/pose": 5.0,
-               "test/nme@dark": 3.5, "test/fr_10@dark": 1.0, "test/auc_10@dark": 0.55, "test/nme@dark/pose": 4.5, "test/nme@wsm": 3.9}
+    metrics = {
+        "test/nme": 4.0,
+        "test/fr_10": 1.0,
+        "test/auc_10": 0.5,
+        "test/nme/pose": 5.0,
+        "test/nme@dark": 3.5,
+        "test/fr_10@dark": 1.0,
+        "test/auc_10@dark": 0.55,
+        "test/nme@dark/pose": 4.5,
+        "test/nme@wsm": 3.9,
+    }
     main, redecoded = results_tables(metrics)
     assert [c.header for c in main.columns] == ["subset", "nme", "fr_10", "auc_10"]  # no re-decode columns
     assert [c.header for c in redecoded.columns] == ["subset", "nme@dark", "nme@wsm"]
@@ -66,4 +82,12 @@ def test_redecode_columns_sort_after_the_runs_own():
     from hih.analysis.results import column_order
 
     names = ["nme@wsm", "auc_10", "fr_10@dark", "nme", "decimal_gain", "nme@dark", "fr_10"]
-    assert sorted(names, key=column_order) == ["nme", "fr_10", "auc_10", "decimal_gain", "nme@dark", "nme@wsm", "fr_10@dark"]
+    assert sorted(names, key=column_order) == [
+        "nme",
+        "fr_10",
+        "auc_10",
+        "decimal_gain",
+        "nme@dark",
+        "nme@wsm",
+        "fr_10@dark",
+    ]

@@ -24,8 +24,8 @@ from hih.analysis.report import (
 SEEDS = (1, 2, 3)
 MODELS = ("baseline", "hih_c")
 LABELS = ("ours", "authors")
-FAILED = ("hih_c", "authors", 3)       # status.json says failed
-NOT_STARTED = ("hih_c", "ours", 2)     # in multirun.yaml's grid, no job folder
+FAILED = ("hih_c", "authors", 3)  # status.json says failed
+NOT_STARTED = ("hih_c", "ours", 2)  # in multirun.yaml's grid, no job folder
 
 
 def nme_of(model: str, labels: str, seed: int) -> float:
@@ -41,9 +41,14 @@ def nme_of(model: str, labels: str, seed: int) -> float:
 
 def make_seed_multirun(root: Path) -> Path:
     root.mkdir(parents=True)
-    hydra = {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "max_batch_size": None,
-                         "params": {"model": ",".join(MODELS), "labels": ",".join(LABELS), "seed": ",".join(map(str, SEEDS))}},
-             "overrides": {"task": ["trainer.max_epochs=1"]}}
+    hydra = {
+        "sweeper": {
+            "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+            "max_batch_size": None,
+            "params": {"model": ",".join(MODELS), "labels": ",".join(LABELS), "seed": ",".join(map(str, SEEDS))},
+        },
+        "overrides": {"task": ["trainer.max_epochs=1"]},
+    }
     (root / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
     num = -1
     for labels in LABELS:  # Hydra's job order: the swept keys sorted, the last one varying fastest
@@ -56,7 +61,9 @@ def make_seed_multirun(root: Path) -> Path:
                 (job / ".hydra").mkdir(parents=True)
                 overrides = [f"model={model}", f"labels={labels}", f"seed={seed}", "trainer.max_epochs=1"]
                 (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-                (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "model": {"name": model}, "data": {"name": "synthetic"}}))
+                (job / ".hydra" / "config.yaml").write_text(
+                    yaml.safe_dump({"seed": seed, "model": {"name": model}, "data": {"name": "synthetic"}})
+                )
                 (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
                 if (model, labels, seed) == FAILED:
                     (job / "status.json").write_text(json.dumps({"status": "failed", "error": "RuntimeError: boom"}))
@@ -66,7 +73,9 @@ def make_seed_multirun(root: Path) -> Path:
                 if model == "hih_c":
                     metrics["test/nme_integer"] = nme + 0.5 + 0.1 * seed
                 if model == "baseline":
-                    metrics.update({"test/nme@dark": nme - 0.4 - 0.01 * seed, "test/fr_10@dark": 2 * nme, "test/auc_10@dark": 0.4})
+                    metrics.update(
+                        {"test/nme@dark": nme - 0.4 - 0.01 * seed, "test/fr_10@dark": 2 * nme, "test/auc_10@dark": 0.4}
+                    )
                 (job / "metrics.json").write_text(json.dumps(metrics))
     return root
 
@@ -78,8 +87,12 @@ def expected(model: str, labels: str) -> dict[int, float]:
 def test_rows_group_seeds_and_count_the_missing(tmp_path):
     rows = group_runs(collect_runs(make_seed_multirun(tmp_path / "m")))
     assert [r.label for r in rows] == [
-        "model=baseline labels=ours", "model=baseline labels=ours → dark (re-decode)", "model=hih_c labels=ours",
-        "model=baseline labels=authors", "model=baseline labels=authors → dark (re-decode)", "model=hih_c labels=authors",
+        "model=baseline labels=ours",
+        "model=baseline labels=ours → dark (re-decode)",
+        "model=hih_c labels=ours",
+        "model=baseline labels=authors",
+        "model=baseline labels=authors → dark (re-decode)",
+        "model=hih_c labels=authors",
     ]
     by = {r.label: r for r in rows}
     assert [r.status for r in by["model=hih_c labels=authors"].runs] == ["completed", "completed", "failed"]
@@ -160,15 +173,38 @@ def test_a_seeded_multirun_end_to_end(tmp_path):
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     sweep = tmp_path / "sweep"
-    overrides = [o for o in tiny(tmp_path / "data") if not o.startswith("paths.")] + ["logger=csv", f"paths.data_dir={tmp_path / 'data'}"]
-    proc = subprocess.run([str(bin_dir / "hih-train"), "-m", "sweep=seeds", "sweep.seeds=[1,2]", "model=baseline", *overrides,
-                           f"hydra.sweep.dir={sweep}"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    overrides = [o for o in tiny(tmp_path / "data") if not o.startswith("paths.")] + [
+        "logger=csv",
+        f"paths.data_dir={tmp_path / 'data'}",
+    ]
+    proc = subprocess.run(
+        [
+            str(bin_dir / "hih-train"),
+            "-m",
+            "sweep=seeds",
+            "sweep.seeds=[1,2]",
+            "model=baseline",
+            *overrides,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     configs = [yaml.safe_load((sweep / str(n) / "csv" / "hparams.yaml").read_text()) for n in (0, 1)]
     assert [c["seed"] for c in configs] == [1, 2]
     assert configs[0]["wandb_group"] == configs[1]["wandb_group"]  # one grid point, one W&B group
-    report = subprocess.run([str(bin_dir / "hih-report"), f"multirun_dir={sweep}"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [str(bin_dir / "hih-report"), f"multirun_dir={sweep}"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr[-4000:]
     with open(sweep / "report" / "rows.csv") as f:
         rows = {r["run"]: r for r in csv.DictReader(f)}
@@ -197,7 +233,9 @@ def test_seeds_added_later_join_their_grid_points(tmp_path):
     for num, (model, labels) in enumerate([(m, lab) for lab in LABELS for m in MODELS]):
         job = root / "seed4" / str(num)
         (job / ".hydra").mkdir(parents=True)
-        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=4", f"model={model}", f"labels={labels}", "sweep.seeds=[4]", "trainer.max_epochs=1"]))
+        (job / ".hydra" / "overrides.yaml").write_text(
+            yaml.safe_dump(["seed=4", f"model={model}", f"labels={labels}", "sweep.seeds=[4]", "trainer.max_epochs=1"])
+        )
         (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": 4, "model": {"name": model}}))
         (job / "metrics.json").write_text(json.dumps({"test/nme": 6.0}))
     rows = group_runs(collect_runs(root))

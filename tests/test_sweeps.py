@@ -19,9 +19,16 @@ from hih.config import config_dir
 
 VENV_BIN = Path(sys.executable).parent
 TINY = [
-    "data.input_size=64", "data.heatmap_size=16", "model.channels=16",
-    "data.datamodule.n_train=24", "data.datamodule.n_test=12", "data.datamodule.batch_size=8",
-    "data.datamodule.num_workers=0", "trainer.max_epochs=1", "plot_samples=1", "logger=csv",
+    "data.input_size=64",
+    "data.heatmap_size=16",
+    "model.channels=16",
+    "data.datamodule.n_train=24",
+    "data.datamodule.n_test=12",
+    "data.datamodule.batch_size=8",
+    "data.datamodule.num_workers=0",
+    "trainer.max_epochs=1",
+    "plot_samples=1",
+    "logger=csv",
 ]
 
 
@@ -42,7 +49,9 @@ def _compose(overrides: list[str]):
     ],
 )
 def test_sweep_configs_compose(sweep, params):
-    for experiment in ("quickstart",) if sweep == "benchmark" else ("quickstart", "paper/wflw"):  # the benchmark: synthetic faces
+    for experiment in (
+        ("quickstart",) if sweep == "benchmark" else ("quickstart", "paper/wflw")
+    ):  # the benchmark: synthetic faces
         cfg = _compose([f"experiment={experiment}", f"sweep={sweep}"])
         assert dict(cfg.hydra.sweeper.params or {}) == params
         assert cfg.sweep_name == sweep
@@ -67,7 +76,9 @@ def test_every_swept_value_composes():
 def test_sweep_seeds_join_the_basic_grid_unless_the_command_line_sets_them():
     from hih.cli.hydra_callbacks import add_seeds, point_by_swept_keys
 
-    cfg = _compose(["sweep=seeds", "sweep.seeds=[4,5]", "+hydra.sweeper.params.model='baseline,hih_l'", "trainer.max_epochs=2"])
+    cfg = _compose(
+        ["sweep=seeds", "sweep.seeds=[4,5]", "+hydra.sweeper.params.model='baseline,hih_l'", "trainer.max_epochs=2"]
+    )
     assert add_seeds(cfg) == "4,5" and cfg.hydra.sweeper.params.seed == "4,5"
     assert list(cfg.hydra.sweeper.params) == ["seed", "model"]  # seed first: slowest, the grid once per seed
     # The W&B group's grid point: the swept keys only (model), not the seed nor the common overrides.
@@ -83,7 +94,9 @@ def test_sweep_seeds_join_the_basic_grid_unless_the_command_line_sets_them():
 
 
 def test_slurm_launcher_follows_the_trainer():
-    cfg = _compose(["hydra/launcher=slurm", "trainer=ddp_multinode", "trainer.devices=8", "hydra.launcher.partition=gpu"])
+    cfg = _compose(
+        ["hydra/launcher=slurm", "trainer=ddp_multinode", "trainer.devices=8", "hydra.launcher.partition=gpu"]
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 8, 8)
@@ -122,14 +135,33 @@ def test_slurm_sweep_submits_multinode_array(tmp_path):
         (fake / tool).chmod((fake / tool).stat().st_mode | stat.S_IEXEC)
     env = {**_env(tmp_path), "PATH": f"{fake}:{os.environ['PATH']}"}
     proc = subprocess.run(
-        [str(VENV_BIN / "hih-train"), "-m", "sweep=heads", "hydra/launcher=slurm", "trainer=ddp_multinode",
-         "hydra.launcher.partition=gpu", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            str(VENV_BIN / "hih-train"),
+            "-m",
+            "sweep=heads",
+            "hydra/launcher=slurm",
+            "trainer=ddp_multinode",
+            "hydra.launcher.partition=gpu",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     script = (tmp_path / "job.sh").read_text()
     assert proc.returncode != 0  # the stand-in refused it
-    for flag in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu", "--signal=USR1@300",
-                 "--requeue", "--array=0-5%6", "--time=2880"):
+    for flag in (
+        "--nodes=2",
+        "--ntasks-per-node=4",
+        "--gpus-per-node=4",
+        "--partition=gpu",
+        "--signal=USR1@300",
+        "--requeue",
+        "--array=0-5%6",
+        "--time=2880",
+    ):
         assert f"#SBATCH {flag}\n" in script, f"{flag} missing from\n{script}"
     assert "USR2" not in script
 
@@ -145,9 +177,20 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
     builds), then hih-report: every run is a row and the failed one says why."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [str(VENV_BIN / "hih-train"), "-m", "sweep=heads", 'hydra.sweeper.params.model="baseline,wsm,wov"',
-         "model.head_width=-3", *TINY, f"hydra.sweep.dir={sweep}"],
-        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=400,
+        [
+            str(VENV_BIN / "hih-train"),
+            "-m",
+            "sweep=heads",
+            'hydra.sweeper.params.model="baseline,wsm,wov"',
+            "model.head_width=-3",
+            *TINY,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     # Hydra runs every job, then re-raises the failure: the sweep as a whole fails.
     assert proc.returncode != 0
@@ -163,8 +206,14 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
     assert configs[1]["wandb_group"] == configs[1]["wandb_sweep"] + "-model=wsm"
     assert configs[0]["sweep_overrides"] == "model=baseline" and "sweep:heads" in configs[0]["tags"]
 
-    report = subprocess.run([str(VENV_BIN / "hih-report"), f"multirun_dir={sweep}"], env=_env(tmp_path), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [str(VENV_BIN / "hih-report"), f"multirun_dir={sweep}"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr[-4000:]
     out = sweep / "report"
     markdown = (out / "report.md").read_text()
@@ -194,9 +243,21 @@ def test_multirun_ends_without_a_callback_warning(tmp_path):
     AttributeError' at the end of every multirun."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [str(VENV_BIN / "hih-train"), "-m", "sweep=heads", "hydra.sweeper.params.model=baseline",
-         "train=false", "test=false", *TINY, f"hydra.sweep.dir={sweep}"],
-        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            str(VENV_BIN / "hih-train"),
+            "-m",
+            "sweep=heads",
+            "hydra.sweeper.params.model=baseline",
+            "train=false",
+            "test=false",
+            *TINY,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (sweep / "0" / "status.json").is_file()  # the callback did run

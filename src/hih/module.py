@@ -132,7 +132,9 @@ class FaceAlignmentModule(L.LightningModule):
         loss = _plain(loss)
         norm_pair = _plain(norm_pair)
         subset_names = _plain(subset_names)
-        self.optimizer_factory, optimizer_record = as_partial(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "optimizer")
+        self.optimizer_factory, optimizer_record = as_partial(
+            optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "optimizer"
+        )
         self.scheduler_factory, scheduler_record = as_partial(scheduler, "scheduler")
         layout_spec = layout
         layout = getattr(layout, "name", layout)  # checkpoints record a Layout object by its name
@@ -145,14 +147,18 @@ class FaceAlignmentModule(L.LightningModule):
         self.codec = codec
         net_key = getattr(net, "head_key", codec.head_key)
         if net_key != codec.head_key:
-            raise ValueError(f"net head output {net_key!r} does not match codec {type(codec).__name__} (head_key {codec.head_key!r})")
+            raise ValueError(
+                f"net head output {net_key!r} does not match codec {type(codec).__name__} (head_key {codec.head_key!r})"
+            )
         net_size = getattr(net, "input_size", codec.input_size)
         if net_size != codec.input_size:
             raise ValueError(f"net input_size {net_size} differs from codec input_size {codec.input_size}")
         if hasattr(net, "input_size") and codec.heatmap_size != net_size // 4:
             # The hourglass always writes input / 4 maps: another heatmap_size would encode targets it never sees.
-            raise ValueError(f"data.heatmap_size={codec.heatmap_size}, but the network's heatmap is input_size / 4 = "
-                             f"{net_size // 4}: set data.heatmap_size={net_size // 4}")
+            raise ValueError(
+                f"data.heatmap_size={codec.heatmap_size}, but the network's heatmap is input_size / 4 = "
+                f"{net_size // 4}: set data.heatmap_size={net_size // 4}"
+            )
 
         self.norm_pair, self.subset_names = self._resolve_layout(layout_spec, norm_pair, subset_names, norm)
         #: The training loss, built once by the head's method from ``loss``.
@@ -164,9 +170,13 @@ class FaceAlignmentModule(L.LightningModule):
         self.val_metrics = FaceAlignmentMetrics(self.norm_pair, (), self.metric_threshold)
         self.test_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold)
         has_head = codec.head_key is not None
-        self.test_integer_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) if has_head else None
+        self.test_integer_metrics = (
+            FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) if has_head else None
+        )
         # The paper's Table 7 convention: the argmax index itself (the cell's corner), not its centre.
-        self.test_integer_corner_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) if has_head else None
+        self.test_integer_corner_metrics = (
+            FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) if has_head else None
+        )
         self.val_integer_metrics = FaceAlignmentMetrics(self.norm_pair, (), self.metric_threshold) if has_head else None
         #: How the registry scores this codec's head (None: no head, or a method without a head metric).
         method = head_output(codec.head_key)
@@ -178,7 +188,11 @@ class FaceAlignmentModule(L.LightningModule):
         #: Every other decoder of this network's output, scored on the test set alongside the own decode.
         self.redecoders = redecoders(codec)
         self.test_redecode_metrics = nn.ModuleDict(
-            {name: FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold) for name in self.redecoders})
+            {
+                name: FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold)
+                for name in self.redecoders
+            }
+        )
         #: Per-face results of the last test run (filled by the test loop).
         self.test_results = PerFaceResults(self.norm_pair, self.subset_names)
         #: The named loss terms of the current training step (read by NonFiniteGuard).
@@ -203,7 +217,9 @@ class FaceAlignmentModule(L.LightningModule):
                 raise ValueError("FaceAlignmentModule needs a layout or a norm_pair to normalise NME")
             if norm == "pupil":
                 if layout.pupil_pair is None:
-                    raise ValueError(f"layout {layout.name!r} has no pupil landmarks; use norm='ocular' or pass norm_pair")
+                    raise ValueError(
+                        f"layout {layout.name!r} has no pupil landmarks; use norm='ocular' or pass norm_pair"
+                    )
                 norm_pair = layout.pupil_pair
             else:
                 norm_pair = layout.norm_pair
@@ -224,8 +240,9 @@ class FaceAlignmentModule(L.LightningModule):
             return
         if not isinstance(theirs, Codec) or theirs.config() != self.codec.config():
             raise ValueError(
-                f"the DataModule encodes labels with {theirs!r} but the model decodes with {self.codec!r}: both must be "
-                "the same codec configuration (the configs give data.datamodule.codec: ${model.codec}; override model.codec.*)"
+                f"the DataModule encodes labels with {theirs!r} but the model decodes with {self.codec!r}: "
+                "both must be the same codec configuration "
+                "(the configs give data.datamodule.codec: ${model.codec}; override model.codec.*)"
             )
 
     # ------------------------------------------------------------------ forward / steps
@@ -253,7 +270,14 @@ class FaceAlignmentModule(L.LightningModule):
     def _losses(self, output: ModelOutput, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return self.criterion(output, targets)
 
-    def _score_head(self, meter: HeadMetricMeter, output: ModelOutput, targets: Mapping[str, Tensor], batch: Mapping[str, Tensor], subsets: Tensor | None = None) -> None:
+    def _score_head(
+        self,
+        meter: HeadMetricMeter,
+        output: ModelOutput,
+        targets: Mapping[str, Tensor],
+        batch: Mapping[str, Tensor],
+        subsets: Tensor | None = None,
+    ) -> None:
         """Add the batch's per-landmark head scores (the registry's head metric) to ``meter``."""
         meter.update(*self.head_metric.score(output.head, targets, targets["cell"]), subsets)
 
@@ -289,7 +313,9 @@ class FaceAlignmentModule(L.LightningModule):
             self.log("val/loss", self._losses(output, targets)["loss"], on_epoch=True, batch_size=bs, sync_dist=True)
         self.val_metrics.update(self._decode(output), batch["landmarks"])
         if self.val_integer_metrics is not None:
-            self.val_integer_metrics.update(self.codec.decode_integer(output.heatmaps[-1], anchor="centre"), batch["landmarks"])
+            self.val_integer_metrics.update(
+                self.codec.decode_integer(output.heatmaps[-1], anchor="centre"), batch["landmarks"]
+            )
         if self.head_metric is not None and targets is not None:
             self._score_head(self.val_head_meter, output, targets, batch)
 
@@ -319,13 +345,17 @@ class FaceAlignmentModule(L.LightningModule):
         target = batch["landmarks"]
         subsets = batch.get("subsets") if self.subset_names else None
         if self.subset_names and subsets is None:
-            raise KeyError(f"test batches must carry 'subsets' (B, {len(self.subset_names)}) for subsets {self.subset_names}")
+            raise KeyError(
+                f"test batches must carry 'subsets' (B, {len(self.subset_names)}) for subsets {self.subset_names}"
+            )
         pred = self._decode(output)
         self.test_metrics.update(pred, target, subsets)
         if self.test_integer_metrics is not None:
             heatmap = output.heatmaps[-1]
             self.test_integer_metrics.update(self.codec.decode_integer(heatmap, anchor="centre"), target, subsets)
-            self.test_integer_corner_metrics.update(self.codec.decode_integer(heatmap, anchor="corner"), target, subsets)
+            self.test_integer_corner_metrics.update(
+                self.codec.decode_integer(heatmap, anchor="corner"), target, subsets
+            )
         if self.redecoders:
             outputs = output.for_codec()
             for name, codec in self.redecoders.items():
@@ -338,7 +368,10 @@ class FaceAlignmentModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
         if self.test_integer_metrics is not None:
-            for suffix, metrics in (("_integer", self.test_integer_metrics), ("_integer_corner", self.test_integer_corner_metrics)):
+            for suffix, metrics in (
+                ("_integer", self.test_integer_metrics),
+                ("_integer_corner", self.test_integer_corner_metrics),
+            ):
                 for key, value in metrics.compute().items():
                     name, _, subset = key.partition("/")
                     values[f"test/{name}{suffix}" + (f"/{subset}" if subset else "")] = value
@@ -346,14 +379,18 @@ class FaceAlignmentModule(L.LightningModule):
             if self.head_metric is not None:
                 # What the head adds beyond centring (0 for a head that learned nothing), per subset too.
                 for subset in ("", *(f"/{s}" for s in self.subset_names)):
-                    values[f"test/{self.head_metric.gain}{subset}"] = values[f"test/nme_integer{subset}"] - values[f"test/nme{subset}"]
+                    values[f"test/{self.head_metric.gain}{subset}"] = (
+                        values[f"test/nme_integer{subset}"] - values[f"test/nme{subset}"]
+                    )
         for method, metrics in self.test_redecode_metrics.items():
             for key, value in metrics.compute().items():
                 name, _, subset = key.partition("/")
                 values[f"test/{name}@{method}" + (f"/{subset}" if subset else "")] = value
             metrics.reset()
         if self.head_metric is not None and self.test_head_meter.update_called:  # not without targets
-            values.update({f"test/{self.head_metric.name}{k}": v.float() for k, v in self.test_head_meter.compute().items()})
+            values.update(
+                {f"test/{self.head_metric.name}{k}": v.float() for k, v in self.test_head_meter.compute().items()}
+            )
             self.test_head_meter.reset()
         self.log_dict(values)
         self.test_metrics.reset()

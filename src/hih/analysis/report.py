@@ -55,9 +55,15 @@ METRICS = ("nme", "fr_10", "auc_10")
 #: (4.90 / 4.31 = 1.14 for HIH_C, 1 stack); "_integer" reads the cell centre (half the quantization cost).
 INTEGER_VARIANTS = ("_integer_corner", "_integer")
 SUBSET_LABELS = {
-    "full": "Fullset", "pose": "Pose", "expression": "Exp.", "illumination": "Ill.",
-    "makeup": "Mu.", "occlusion": "Occ.", "blur": "Blur",
-    "common": "Com.", "challenge": "Cha.",
+    "full": "Fullset",
+    "pose": "Pose",
+    "expression": "Exp.",
+    "illumination": "Ill.",
+    "makeup": "Mu.",
+    "occlusion": "Occ.",
+    "blur": "Blur",
+    "common": "Com.",
+    "challenge": "Cha.",
 }
 
 
@@ -93,7 +99,11 @@ class Run:
 
     @property
     def model(self) -> str:
-        return str(self.config.get("model", {}).get("name", "")) if self.config else _override_value(self.overrides, "model") or ""
+        return (
+            str(self.config.get("model", {}).get("name", ""))
+            if self.config
+            else _override_value(self.overrides, "model") or ""
+        )
 
     def value(self, dotted: str) -> Any:
         """A config value by dotted key (``model.decimal_size``), None when absent."""
@@ -154,11 +164,10 @@ def _failure_in_logs(job_dir: Path) -> str | None:
             text = log_file.read_text(errors="replace")
         except OSError:
             continue
-        match = None
-        for match in _TRACEBACK.finditer(text):
-            pass
-        if match is not None:
-            tail = [ln.strip() for ln in text[match.start():].splitlines() if ln.strip()]
+        matches = list(_TRACEBACK.finditer(text))
+        if matches:
+            match = matches[-1]  # the last traceback: the one that ended the job
+            tail = [ln.strip() for ln in text[match.start() :].splitlines() if ln.strip()]
             errors = [ln for ln in tail if re.match(r"^[\w.]+(Error|Exception)\b", ln)]
             return (errors[-1] if errors else tail[0])[:500] + f" (see {log_file.name})"
     return None
@@ -170,7 +179,13 @@ def read_run(job_dir: str | os.PathLike) -> Run:
     hydra_dir = job_dir / ".hydra"
     overrides = _load_yaml(hydra_dir / "overrides.yaml") if (hydra_dir / "overrides.yaml").is_file() else []
     config = _load_yaml(hydra_dir / "config.yaml") or {}
-    run = Run(num=_job_num(job_dir), path=job_dir, overrides=[str(o) for o in overrides or []], status="incomplete", config=config)
+    run = Run(
+        num=_job_num(job_dir),
+        path=job_dir,
+        overrides=[str(o) for o in overrides or []],
+        status="incomplete",
+        config=config,
+    )
     status = read_status(job_dir)
     metrics_path = job_dir / METRICS_FILE
     if metrics_path.is_file():
@@ -189,7 +204,10 @@ def read_run(job_dir: str | os.PathLike) -> Run:
         run.status, run.error = "failed", logged
     elif status is not None and status.get("status") == "running":
         run.status = "running"
-        run.error = f"started {status.get('started', '?')} on {status.get('host', '?')} (pid {status.get('pid', '?')}); still running, or killed"
+        run.error = (
+            f"started {status.get('started', '?')} on {status.get('host', '?')} (pid {status.get('pid', '?')}); "
+            "still running, or killed"
+        )
     elif status is not None and status.get("status") == "completed":
         run.status, run.error = "no metrics", "the job ended without writing metrics.json (test=false?)"
     return run
@@ -292,8 +310,15 @@ def metric_families(runs: Sequence[Run], stage: str = "test") -> list[str]:
     (Table 7's convention) before its centre (nme_integer_corner, nme_integer, fr_10_integer_corner, ...),
     then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain)."""
     # <metric>@<method>: a re-decode, shown as a row of its own (group_runs), not as a column.
-    names = {k.split("/")[1] for r in runs for k in r.metrics if k.startswith(stage + "/") and k.count("/") >= 1 and "@" not in k}
-    base = [m for m in METRICS if m in names] or sorted(n for n in names if "_integer" not in n and n not in HEAD_COLUMNS)
+    names = {
+        k.split("/")[1]
+        for r in runs
+        for k in r.metrics
+        if k.startswith(stage + "/") and k.count("/") >= 1 and "@" not in k
+    }
+    base = [m for m in METRICS if m in names] or sorted(
+        n for n in names if "_integer" not in n and n not in HEAD_COLUMNS
+    )
     variants = [m + v for m in METRICS for v in INTEGER_VARIANTS if m + v in names]
     head = [m for m in HEAD_COLUMNS if m in names]
     rest = sorted(names - set(base) - set(variants) - set(head))
@@ -311,7 +336,11 @@ def metric_table(runs: Sequence[Run], metric: str, stage: str = "test") -> tuple
     rows = []
     for r in runs:
         values = [r.metrics.get(f"{stage}/{metric}" + ("" if s == "full" else f"/{s}")) for s in subsets]
-        if r.status == "completed" and all(v is None for v in values) and (metric.endswith(INTEGER_VARIANTS) or metric in HEAD_COLUMNS):
+        if (
+            r.status == "completed"
+            and all(v is None for v in values)
+            and (metric.endswith(INTEGER_VARIANTS) or metric in HEAD_COLUMNS)
+        ):
             # Families only some runs have: the baseline has no integer-only decode and no head metric.
             continue
         rows.append([r.label, r.model, r.status] + values)
@@ -321,7 +350,11 @@ def metric_table(runs: Sequence[Run], metric: str, stage: str = "test") -> tuple
 def summary_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
     """One row per run: full-set NME / FR / AUC (and integer-only NME at the corner and the centre, the
     head metric and its gain where present), status and what went wrong."""
-    families = [m for m in metric_families(runs, stage) if m in METRICS or m in ("nme_integer_corner", "nme_integer") or m in HEAD_COLUMNS]
+    families = [
+        m
+        for m in metric_families(runs, stage)
+        if m in METRICS or m in ("nme_integer_corner", "nme_integer") or m in HEAD_COLUMNS
+    ]
     header = ["job", "run", "model", "status"] + families + ["folder / error"]
     rows = []
     for r in runs:
@@ -389,7 +422,6 @@ def integer_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[str], 
     return header, rows
 
 
-
 # ----------------------------------------------------------------------------------- over seeds
 SEED_KEY = "seed"
 #: Overrides that choose seeds only: a job's grid point is its overrides less these (a sweep's
@@ -434,9 +466,18 @@ def as_redecode(run: Run, method: str, stage: str = "test") -> Run:
     for key, value in run.metrics.items():
         head, sep, rest = key.partition("@")
         if sep and rest.split("/", 1)[0] == method:
-            metrics[head + rest[len(method):]] = value
+            metrics[head + rest[len(method) :]] = value
     status = run.status if run.status != "completed" or metrics else "no metrics"
-    return Run(run.num, run.path, run.overrides, status, metrics, run.config, run.error, label=f"{run.label} → {method} (re-decode)")
+    return Run(
+        run.num,
+        run.path,
+        run.overrides,
+        status,
+        metrics,
+        run.config,
+        run.error,
+        label=f"{run.label} → {method} (re-decode)",
+    )
 
 
 @dataclass
@@ -538,7 +579,9 @@ def group_runs(runs: Sequence[Run], stage: str = "test") -> list[Row]:
         for r in members:
             methods += [m for m in redecoded_methods(r, stage) if m not in methods]
         for method in methods:
-            rows.append(Row(f"{label} → {method} (re-decode)", [as_redecode(r, method, stage) for r in members], method, point))
+            rows.append(
+                Row(f"{label} → {method} (re-decode)", [as_redecode(r, method, stage) for r in members], method, point)
+            )
     return rows
 
 
@@ -547,7 +590,10 @@ def _parse_ref(ref: str) -> dict[str, str]:
     for part in str(ref).split():
         key, sep, value = part.lstrip("+~").partition("=")
         if not sep:
-            raise ValueError(f"ref={ref!r}: expected override strings key=value (e.g. ref=model=baseline or ref='model=wsm labels=ours')")
+            raise ValueError(
+                f"ref={ref!r}: expected override strings key=value "
+                "(e.g. ref=model=baseline or ref='model=wsm labels=ours')"
+            )
         parsed[key] = value
     return parsed
 
@@ -610,14 +656,15 @@ def _diff_text(diff: Difference | None, column: str) -> str:
         return "-"
     text = f"{diff.mean:+.{3 if 'auc' in column else digits(column)}f}"
     if diff.low is not None:
-        text += f" [{diff.low:+.{3 if 'auc' in column else digits(column)}f}, {diff.high:+.{3 if 'auc' in column else digits(column)}f}]"
+        places = 3 if "auc" in column else digits(column)
+        text += f" [{diff.low:+.{places}f}, {diff.high:+.{places}f}]"
         if diff.significant:
             text += " *"
     return text
 
 
 def _count(row: Row) -> str:
-    """"n/total" completed seeds, and how the others ended (failed, running, ...)."""
+    """ "n/total" completed seeds, and how the others ended (failed, running, ...)."""
     ended: dict[str, int] = {}
     for r in row.runs:
         if r.status != "completed":
@@ -626,29 +673,58 @@ def _count(row: Row) -> str:
     return text + (" (" + ", ".join(f"{n} {s}" for s, n in ended.items()) + ")" if ended else "")
 
 
-def seed_summary_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+def seed_summary_table(
+    rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test"
+) -> tuple[list[str], list[list[Any]]]:
     """One row per grid point (and re-decode): seeds done / total, mean ± std of the full-set metrics,
     the paired NME difference to the reference with its interval (``*``: excludes 0)."""
     runs = [r for row in rows for r in row.runs]
-    families = [m for m in metric_families(runs, stage) if m in METRICS or m in ("nme_integer_corner", "nme_integer") or m in HEAD_COLUMNS]
+    families = [
+        m
+        for m in metric_families(runs, stage)
+        if m in METRICS or m in ("nme_integer_corner", "nme_integer") or m in HEAD_COLUMNS
+    ]
     header = ["run", "model", "seeds", *families, f"Δ nme vs ref [{int(CONFIDENCE * 100)} % CI]", "ref"]
     out = []
     for i, row in enumerate(rows):
         ref = refs.get(i)
-        diff = None if ref is None or ref is row else Difference.paired(row.values(f"{stage}/nme"), ref.values(f"{stage}/nme"))
+        diff = (
+            None
+            if ref is None or ref is row
+            else Difference.paired(row.values(f"{stage}/nme"), ref.values(f"{stage}/nme"))
+        )
         ref_text = "(reference)" if ref is row else (ref.label if ref is not None else "-")
-        out.append([row.label, row.model, _count(row), *(_pm(row.stats(f"{stage}/{m}"), m) for m in families), _diff_text(diff, "nme"), ref_text])
+        out.append(
+            [
+                row.label,
+                row.model,
+                _count(row),
+                *(_pm(row.stats(f"{stage}/{m}"), m) for m in families),
+                _diff_text(diff, "nme"),
+                ref_text,
+            ]
+        )
     return header, out
 
 
-def compensation_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+def compensation_table(
+    rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test"
+) -> tuple[list[str], list[list[Any]]]:
     """What each compensation buys over seeds: NME, the integer heatmap alone (cell centre), the gain
     (integer-only − NME: what the head or decoder adds), and two paired differences to the reference,
     its NME against the row's NME and against the row's integer-only NME (does training the head
     help or hurt the integer heatmap itself?). A re-decode's integer heatmap is its training's (the
     same argmax); the reference's own integer heatmap is its NME when it has no integer-only metric."""
-    header = ["run", "model", "seeds", "nme", "nme_integer (centre)", "gain", f"Δ nme vs ref [{int(CONFIDENCE * 100)} % CI]",
-              f"Δ nme_integer vs ref nme [{int(CONFIDENCE * 100)} % CI]"]
+    header = [
+        "run",
+        "model",
+        "seeds",
+        "nme",
+        "nme_integer (centre)",
+        "gain",
+        f"Δ nme vs ref [{int(CONFIDENCE * 100)} % CI]",
+        f"Δ nme_integer vs ref nme [{int(CONFIDENCE * 100)} % CI]",
+    ]
     out = []
     for i, row in enumerate(rows):
         ref = refs.get(i)
@@ -662,10 +738,18 @@ def compensation_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stag
         else:
             d_nme = Difference.paired(nme, ref.values(f"{stage}/nme"))
             d_int = Difference.paired(integer, ref.values(f"{stage}/nme")) if row.redecode is None else None
-        out.append([row.label, row.model, _count(row), _pm(row.stats(f"{stage}/nme"), "nme"),
-                    _pm(Stats.of(list(integer.values())), "nme") if row.redecode is None else "(its training's)",
-                    _pm(Stats.of(list(gain.values())), "nme") if row.redecode is None else "-",
-                    "(reference)" if ref is row else _diff_text(d_nme, "nme"), "(reference)" if ref is row else _diff_text(d_int, "nme")])
+        out.append(
+            [
+                row.label,
+                row.model,
+                _count(row),
+                _pm(row.stats(f"{stage}/nme"), "nme"),
+                _pm(Stats.of(list(integer.values())), "nme") if row.redecode is None else "(its training's)",
+                _pm(Stats.of(list(gain.values())), "nme") if row.redecode is None else "-",
+                "(reference)" if ref is row else _diff_text(d_nme, "nme"),
+                "(reference)" if ref is row else _diff_text(d_int, "nme"),
+            ]
+        )
     return header, out
 
 
@@ -678,13 +762,19 @@ def seed_metric_table(rows: Sequence[Row], metric: str, stage: str = "test") -> 
     for row in rows:
         keys = [f"{stage}/{metric}" + ("" if s == "full" else f"/{s}") for s in subsets]
         cells = [_pm(row.stats(k), metric) for k in keys]
-        if row.completed and all(c == "-" for c in cells) and (metric.endswith(INTEGER_VARIANTS) or metric in HEAD_COLUMNS):
+        if (
+            row.completed
+            and all(c == "-" for c in cells)
+            and (metric.endswith(INTEGER_VARIANTS) or metric in HEAD_COLUMNS)
+        ):
             continue
         out.append([row.label, row.model, _count(row)] + cells)
     return header, out
 
 
-def seed_csv_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test") -> tuple[list[str], list[list[Any]]]:
+def seed_csv_table(
+    rows: Sequence[Row], refs: Mapping[int, Row | None], stage: str = "test"
+) -> tuple[list[str], list[list[Any]]]:
     """Wide CSV of the rows: label, model, re-decode, reference, seeds, counts, then per metric key its
     mean, std, n and the paired difference to the reference (mean, interval low / high, n pairs)."""
     keys = sorted({k for row in rows for r in row.runs for k in r.metrics if k.startswith(stage + "/")})
@@ -694,17 +784,30 @@ def seed_csv_table(rows: Sequence[Row], refs: Mapping[int, Row | None], stage: s
     out = []
     for i, row in enumerate(rows):
         ref = refs.get(i)
-        line = [row.label, row.model, row.redecode or "", "" if ref is None else ("(reference)" if ref is row else ref.label),
-                " ".join(row.seeds), len(row.completed), len(row.runs)]
+        line = [
+            row.label,
+            row.model,
+            row.redecode or "",
+            "" if ref is None else ("(reference)" if ref is row else ref.label),
+            " ".join(row.seeds),
+            len(row.completed),
+            len(row.runs),
+        ]
         for k in keys:
             st = row.stats(k)
-            d = Difference.paired(row.values(k), ref.values(k)) if ref is not None and ref is not row else Difference(None, None, None, 0)
+            d = (
+                Difference.paired(row.values(k), ref.values(k))
+                if ref is not None and ref is not row
+                else Difference(None, None, None, 0)
+            )
             line += [st.mean, st.std, st.n, d.mean, d.low, d.high, d.n if ref is not None and ref is not row else None]
         out.append(line)
     return header, out
 
 
-def plot_rows(rows: Sequence[Row], path: str | os.PathLike, metric: str = "nme", stage: str = "test", title: str | None = None) -> Path | None:
+def plot_rows(
+    rows: Sequence[Row], path: str | os.PathLike, metric: str = "nme", stage: str = "test", title: str | None = None
+) -> Path | None:
     """Bar chart of one full-set metric per row: the mean over seeds, error bars one standard deviation."""
     done = [(row, row.stats(f"{stage}/{metric}")) for row in rows]
     done = [(row, st) for row, st in done if st.n]
@@ -715,7 +818,9 @@ def plot_rows(rows: Sequence[Row], path: str | os.PathLike, metric: str = "nme",
     fig, ax = _figure((max(4.0, 0.6 * len(done) + 2), 4.5))
     colors = ["tab:orange" if row.redecode else "tab:blue" for row, _ in done]
     bars = ax.bar(range(len(done)), means, yerr=stds, capsize=3, color=colors)
-    ax.bar_label(bars, labels=[f"{_fmt(m, metric)}\nn={st.n}" for m, (_, st) in zip(means, done)], fontsize=6, padding=2)
+    ax.bar_label(
+        bars, labels=[f"{_fmt(m, metric)}\nn={st.n}" for m, (_, st) in zip(means, done)], fontsize=6, padding=2
+    )
     ax.set_xticks(range(len(done)), [row.label for row, _ in done], rotation=40, ha="right", fontsize=6)
     ax.set_ylabel(f"{metric} ({'fraction' if 'auc' in metric else '%'}), mean ± std over seeds")
     ax.set_title(title or f"{stage} {metric}: mean ± std over seeds (orange: re-decodes)", fontsize=9)
@@ -724,7 +829,9 @@ def plot_rows(rows: Sequence[Row], path: str | os.PathLike, metric: str = "nme",
 
 
 # --------------------------------------------------------------------------------------- plots
-def plot_runs(runs: Sequence[Run], path: str | os.PathLike, metric: str = "nme", stage: str = "test", title: str | None = None) -> Path | None:
+def plot_runs(
+    runs: Sequence[Run], path: str | os.PathLike, metric: str = "nme", stage: str = "test", title: str | None = None
+) -> Path | None:
     """Bar chart of one full-set metric per completed run (the per-head comparison of Table 5)."""
     done = [r for r in runs if f"{stage}/{metric}" in r.metrics]
     if not done:
@@ -736,7 +843,9 @@ def plot_runs(runs: Sequence[Run], path: str | os.PathLike, metric: str = "nme",
     ax.set_xticks(range(len(done)), [r.label for r in done], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel(f"{metric} ({'fraction' if 'auc' in metric else '%'})")
     missing = [r for r in runs if r not in done]
-    ax.set_title(title or f"{stage} {metric} per run" + (f" ({len(missing)} without results)" if missing else ""), fontsize=9)
+    ax.set_title(
+        title or f"{stage} {metric} per run" + (f" ({len(missing)} without results)" if missing else ""), fontsize=9
+    )
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -757,7 +866,9 @@ def plot_decimal(runs: Sequence[Run], path: str | os.PathLike, metric: str = "nm
         size = r.value("model.decimal_size")
         if f"{stage}/{metric}" not in r.metrics or size is None or not _has_decimal_map(r.model):
             continue
-        groups.setdefault(f"{r.model} ({r.value('model.stacks') or 1} stack)", []).append((int(size), r.metrics[f"{stage}/{metric}"]))
+        groups.setdefault(f"{r.model} ({r.value('model.stacks') or 1} stack)", []).append(
+            (int(size), r.metrics[f"{stage}/{metric}"])
+        )
     if len({s for pts in groups.values() for s, _ in pts}) < 2:
         return None
     fig, ax = _figure((5, 4))
@@ -807,8 +918,13 @@ class Report:
         return out
 
 
-def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, stage: str = "test", plots: bool = True,
-                 ref: str | None = None) -> Report:
+def write_report(
+    multirun_dir: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    stage: str = "test",
+    plots: bool = True,
+    ref: str | None = None,
+) -> Report:
     """Read a multirun folder and write ``report.md``, ``runs.csv``, one CSV per metric table and the plots.
 
     Runs whose overrides differ only in ``seed`` form one row (:func:`group_runs`); when some row has
@@ -872,7 +988,10 @@ def write_report(multirun_dir: str | os.PathLike, output_dir: str | os.PathLike 
         from hih.progress import emit
 
         emit(f"tables written to {out}; drawing the plots")
-        for name, fn in (("runs", lambda p: plot_runs(shown, p, "nme", stage)), ("decimal", lambda p: plot_decimal(runs, p, "nme", stage))):
+        for name, fn in (
+            ("runs", lambda p: plot_runs(shown, p, "nme", stage)),
+            ("decimal", lambda p: plot_decimal(runs, p, "nme", stage)),
+        ):
             path = fn(out / f"{name}_nme.png")
             if path is not None:
                 written[name] = path
@@ -889,11 +1008,15 @@ def _seed_sections(rows: Sequence[Row], ref: str | None, stage: str, out: Path, 
     header, table = seed_summary_table(rows, refs, stage)
     csvs["rows"] = write_csv(out / "rows.csv", *seed_csv_table(rows, refs, stage))
     with_ref = any(ref_row is not None for ref_row in refs.values())
-    sections = [(
-        f"{len(rows)} rows over seeds {', '.join(seeds) or '-'}: each cell is mean ± standard deviation over the row's "
-        "completed seeds (sample std, ddof = 1); \"seeds\" counts the completed ones against the row's jobs, and names "
-        "how the others ended (failed, running, not started: never averaged in)."
-    )]
+    sections = [
+        (
+            f"{len(rows)} rows over seeds {', '.join(seeds) or '-'}: each cell is mean ± standard deviation "
+            "over the row's "
+            'completed seeds (sample std, ddof = 1); "seeds" counts the completed ones against the row\'s jobs, '
+            "and names "
+            "how the others ended (failed, running, not started: never averaged in)."
+        )
+    ]
     if with_ref:
         sections[-1] += (
             f" Δ nme: the row minus its reference (the reference row at the row's other overrides), paired by seed, "
@@ -905,17 +1028,30 @@ def _seed_sections(rows: Sequence[Row], ref: str | None, stage: str, out: Path, 
     if with_ref and any(f"{stage}/nme_integer" in r.metrics for r in runs):
         header, table = compensation_table(rows, refs, stage)
         csvs["compensation"] = write_csv(out / "compensation.csv", header, table)
-        note = ("gain = integer-only NME (argmax at the cell centre) − NME: what the head or decoder adds on its own "
-                "integer heatmap. The last column compares the row's integer heatmap with the reference's NME: "
-                "whether training the head helped or hurt the heatmap it reads.")
-        sections += ["## Compensation: full decode against the integer heatmap alone, mean ± std over seeds", "", note, "",
-                     to_markdown(header, table), ""]
+        note = (
+            "gain = integer-only NME (argmax at the cell centre) − NME: what the head or decoder adds on its own "
+            "integer heatmap. The last column compares the row's integer heatmap with the reference's NME: "
+            "whether training the head helped or hurt the heatmap it reads."
+        )
+        sections += [
+            "## Compensation: full decode against the integer heatmap alone, mean ± std over seeds",
+            "",
+            note,
+            "",
+            to_markdown(header, table),
+            "",
+        ]
     for metric in metric_families(runs, stage):
         header, table = seed_metric_table(rows, metric, stage)
         if not table:
             continue
         csvs[metric] = write_csv(out / f"{metric}.csv", header, table)
-        sections += [f"## {TITLES.get(metric, metric)}, mean ± std over seeds", "", to_markdown(header, table, metric), ""]
+        sections += [
+            f"## {TITLES.get(metric, metric)}, mean ± std over seeds",
+            "",
+            to_markdown(header, table, metric),
+            "",
+        ]
     return sections
 
 
@@ -923,5 +1059,9 @@ def all_metrics_table(runs: Sequence[Run], stage: str = "test") -> tuple[list[st
     """Wide CSV: job, label, model, status, overrides, error, then every metric key of any run."""
     keys = sorted({k for r in runs for k in r.metrics if k.startswith(stage + "/")})
     header = ["job", "run", "model", "status", "overrides", "error", "folder"] + keys
-    rows = [[r.num, r.label, r.model, r.status, " ".join(r.overrides), r.error, str(r.path or "")] + [r.metrics.get(k) for k in keys] for r in runs]
+    rows = [
+        [r.num, r.label, r.model, r.status, " ".join(r.overrides), r.error, str(r.path or "")]
+        + [r.metrics.get(k) for k in keys]
+        for r in runs
+    ]
     return header, rows

@@ -44,7 +44,7 @@ def split_metrics(metrics: Mapping[str, float], stage: str = "test") -> dict[str
     for key, value in metrics.items():
         if not key.startswith(prefix):
             continue
-        parts = key[len(prefix):].split("/")
+        parts = key[len(prefix) :].split("/")
         name, subset = parts[0], (parts[1] if len(parts) > 1 else "full")
         rows.setdefault(subset, {})[name] = float(value)
     # Full set first, then subsets in the order they were logged.
@@ -77,7 +77,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def split_variant(name: str) -> tuple[str, str]:
-    """"nme_integer" -> ("nme", "integer"); "fr_10_integer_corner" -> ("fr_10", "integer_corner");
+    """ "nme_integer" -> ("nme", "integer"); "fr_10_integer_corner" -> ("fr_10", "integer_corner");
     "decimal_acc" -> ("decimal_acc", "")."""
     for prefix, parts in (("nme", 1), ("fr_", 2), ("auc_", 2)):
         if name.startswith(prefix):
@@ -103,7 +103,11 @@ def column_order(name: str) -> tuple[int, int, str]:
 
 
 def results_table(
-    metrics: Mapping[str, float], stage: str = "test", title: str | None = None, columns: Sequence[str] | None = None, caption: str | None = None
+    metrics: Mapping[str, float],
+    stage: str = "test",
+    title: str | None = None,
+    columns: Sequence[str] | None = None,
+    caption: str | None = None,
 ) -> Table:
     """A rich table: one row per subset; NME and FR in percent, AUC as a fraction (paper layout).
 
@@ -144,7 +148,9 @@ def results_tables(metrics: Mapping[str, float], stage: str = "test", title: str
     return tables
 
 
-def print_results(metrics: Mapping[str, float], stage: str = "test", title: str | None = None, console: Console | None = None) -> None:
+def print_results(
+    metrics: Mapping[str, float], stage: str = "test", title: str | None = None, console: Console | None = None
+) -> None:
     console = console or Console()
     for table in results_tables(metrics, stage, title):
         console.print(table)

@@ -81,7 +81,9 @@ class SweepCallback(Callback):
                 log.debug("%s not resolved in the master config: %s", key, e)
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        write_status(_job_dir(config), {"status": "running", "started": _now(), "host": socket.gethostname(), "pid": os.getpid()})
+        write_status(
+            _job_dir(config), {"status": "running", "started": _now(), "host": socket.gethostname(), "pid": os.getpid()}
+        )
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         job_dir = _job_dir(config)
@@ -121,8 +123,10 @@ def add_seeds(config: Any) -> str | None:
     if "seed" in params or any(o.lstrip("+~").partition("=")[0] == "seed" for o in command_line):
         return None
     if "BasicSweeper" not in str(sweeper.get("_target_", "")):
-        raise ValueError(f"sweep.seeds={list(seeds)} repeats the grid of Hydra's basic sweeper; {sweeper.get('_target_')} "
-                         "searches its own space. Set sweep.seeds=null and pass seed=... as the searcher expects.")
+        raise ValueError(
+            f"sweep.seeds={list(seeds)} repeats the grid of Hydra's basic sweeper; {sweeper.get('_target_')} "
+            "searches its own space. Set sweep.seeds=null and pass seed=... as the searcher expects."
+        )
     value = ",".join(str(s) for s in seeds)
     with read_write(config), open_dict(config):
         # First: the first key varies slowest, so every grid point runs once before any runs twice
@@ -154,13 +158,23 @@ def point_by_swept_keys(config: Any) -> list[str]:
     except HydraException as e:  # Hydra itself reports a bad override
         log.debug("overrides not parsed: %s", e)
         return []
-    fixed = [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override() and o.get_key_element().lstrip("+~") not in params]
-    keys = sorted(set(fixed) | {"seed"} | set(OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys", default=[]) or []))
+    fixed = [
+        o.get_key_element().lstrip("+~")
+        for o in parsed
+        if not o.is_sweep_override() and o.get_key_element().lstrip("+~") not in params
+    ]
+    keys = sorted(
+        set(fixed)
+        | {"seed"}
+        | set(OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys", default=[]) or [])
+    )
     hydra_overrides = OmegaConf.select(config, "hydra.overrides.hydra")
     if hydra_overrides is None:
         return keys
     with read_write(config):
-        hydra_overrides.append("hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]")
+        hydra_overrides.append(
+            "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]"
+        )
     return keys
 
 

@@ -1,7 +1,7 @@
 """hih-report: a multirun folder -> the paper's tables (Markdown, CSV) and plots.
 
-    hih-report multirun_dir=outputs/train/multirun/2026-01-01_12-00-00
-    hih-report multirun_dir=... ref=model=wsm     # seeds: paired differences to the WSM rows
+hih-report multirun_dir=outputs/train/multirun/2026-01-01_12-00-00
+hih-report multirun_dir=... ref=model=wsm     # seeds: paired differences to the WSM rows
 """
 
 from __future__ import annotations
