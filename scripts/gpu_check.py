@@ -50,6 +50,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from hih.callbacks.timing import ZERO, StepClock, batch_size
 from hih.data.targets import add_targets
 from hih.metrics import decimal_hits, per_sample_nme
 
@@ -253,28 +254,37 @@ def batches(loader):
 
 
 def timed(step, source, seconds: float, warmup: int, device: torch.device, clock: Clock, label: str) -> dict:
-    """Run ``warmup`` untimed steps, then steps for ``seconds``; img/s of the timed part."""
+    """Run ``warmup`` untimed steps, then steps for ``seconds``, measured by the training loop's own clock
+    (:class:`hih.callbacks.timing.StepClock`, what hih-train's interval lines report): data time = waiting
+    for the next batch, one device sync per read (every 10 steps), none per step."""
     t0 = time.perf_counter()
     for _ in range(warmup):
         step(next(source))
     sync(device)
     warm_s = time.perf_counter() - t0
-    steps, images, start = 0, 0, time.perf_counter()
-    while True:
-        batch = next(source)
+    steps_clock, total, loss = StepClock(device), ZERO, None
+    steps_clock.start()
+    start = time.perf_counter()
+    for batch in steps_clock.fetching(source):
         loss = step(batch)
-        steps += 1
-        images += batch["image"].shape[0]
-        if steps % 10 == 0 or time.perf_counter() - start >= seconds:
-            sync(device)
-            if time.perf_counter() - start >= seconds:
+        steps_clock.step_end(batch_size(batch))
+        if steps_clock.steps >= 10 or time.perf_counter() - start >= seconds:
+            total = total + steps_clock.read()
+            if total.wall_s >= seconds:
                 break
-    elapsed = time.perf_counter() - start
-    r = {"img_per_s": images / elapsed, "steps": steps, "seconds": elapsed, "warmup_s": warm_s}
+    r = {
+        "img_per_s": total.samples_per_s,
+        "steps": total.steps,
+        "seconds": total.wall_s,
+        "warmup_s": warm_s,
+        "step_s": total.step_s,
+        "data_share": total.data_share,
+    }
     if loss is not None:
         r["loss"] = float(loss)
     clock.log(
-        f"{label}: {r['img_per_s']:.1f} img/s ({steps} steps in {elapsed:.1f} s; warm-up incl. compile {warm_s:.1f} s)"
+        f"{label}: {r['img_per_s']:.1f} img/s ({total.steps} steps in {total.wall_s:.1f} s, "
+        f"data {100 * total.data_share:.0f}% of the step; warm-up incl. compile {warm_s:.1f} s)"
     )
     return r
 
