@@ -16,7 +16,7 @@ from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.data.targets import EncodedLoaders
 from hih.methods import build_net
 from hih.models import ModelOutput
-from hih.module import FaceAlignmentModule
+from hih.module import FaceAlignmentModule, redecoders
 from hih.optim import cosine, onecycle, step_decay
 
 N, S, DEC = 5, 64, 4  # landmarks, input size (heatmap 16), decimal size
@@ -144,6 +144,10 @@ def test_fit_and_test_log_expected_keys(method):
         expected |= _metric_keys("test", "_integer")
         expected |= _metric_keys("test", "_integer_corner")  # the paper's Table 7 convention
         expected |= {f"test/{m}{s}" for m in (head_metric.name, head_metric.gain) for s in ("", "/pose", "/blur")}
+    for name in redecoders(module.codec):  # the same network read by every other decoder of the registry
+        parts = [k.split("/") for k in _metric_keys("test")]
+        expected |= {"/".join([p[0], f"{p[1]}@{name}", *p[2:]]) for p in parts}
+    assert (head_key is None) == bool(redecoders(module.codec))  # plain heatmaps have re-decodes, heads none
     assert set(results) == expected
     # fast_dev_run tests one batch of 2 faces; the kept per-face results match the logged NME.
     kept = module.test_results

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from hih.codecs.base import Codec
 from hih.data.targets import TARGETS_KEY
-from hih.methods import build_codec, build_loss, get_method, head_output, method_names
+from hih.methods import build_codec, build_loss, codec_parameters, get_method, head_output, method_names
 from hih.metrics import FaceAlignmentMetrics, HeadMetricMeter, PerFaceResults
 from hih.models.output import ModelOutput
 from hih.optim import as_partial, run_lengths
@@ -60,8 +60,6 @@ def redecoders(codec: Codec) -> dict[str, Codec]:
     are left out, as is a method that refuses this configuration (e.g. DARK with a corner anchor).
     ``hih-eval model=<name>`` on the same checkpoint decodes alike (tested).
     """
-    import inspect
-
     mine = codec.config()
     out: dict[str, Codec] = {}
     seen = [mine]
@@ -69,7 +67,7 @@ def redecoders(codec: Codec) -> dict[str, Codec]:
         method = get_method(name)
         if method.output_key != codec.head_key or method.codec is not type(codec):
             continue
-        accepted = set(inspect.signature(method.codec.__init__).parameters) - {"self"}
+        accepted = set(codec_parameters(name))
         kw = {k: v for k, v in vars(codec).items() if k in accepted and k not in method.codec_kwargs}
         try:
             other = build_codec(name, **kw)
