@@ -165,6 +165,19 @@ def test_jpeg_format_reads_back_close(photos, tmp_path):
     assert diff < 3.0
 
 
+def test_reduced_decode_ignores_exif_orientation_like_the_full_decode(tmp_path):
+    # Phone photos carry an EXIF rotation; labels are made on the stored pixels, as load_image reads them.
+    from PIL import Image
+
+    path = tmp_path / "tagged.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8)).save(path, exif=exif)
+    full, _ = _decode(path, 1.0, draft=False)
+    small, scale = _decode(path, 0.2, draft=True)
+    assert scale == 0.25 and full.shape[:2] == (400, 600) and small.shape[:2] == (100, 150)
+
+
 def test_draft_decode_is_a_pure_scaling(photos):
     """Reduced JPEG decode (DCT scaling): pixel j covers photo pixels [k j, k (j + 1)).
 

@@ -154,6 +154,21 @@ def test_a_boxes_file_with_two_boxes_for_one_name_gives_two_faces(tmp_path, face
     assert not np.allclose(a, b)
 
 
+def test_a_boxes_file_may_name_images_in_subfolders(tmp_path, faces):
+    import shutil
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    rec = faces[0]
+    shutil.copy(rec.image_path, folder / "sub" / rec.image_path.name)
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text(f"sub/{rec.image_path.name} " + " ".join(map(str, rec.bbox)) + "\n")
+    net, codec = _model(tmp_path)
+    result = predict_folder(net, codec, folder, tmp_path / "out", boxes_file=boxes)
+    assert not result["errors"] and len(result["faces"]) == 1
+    assert result["faces"][0]["box"] == pytest.approx(list(rec.bbox), abs=0.01)
+
+
 def test_one_unreadable_file_costs_only_itself(tmp_path, faces):
     folder = _photo_folder(tmp_path, faces, 2)
     good = sorted(p.name for p in folder.iterdir())

@@ -281,7 +281,7 @@ def predict_photos(
         for path in paths[start : start + step]:
             try:
                 image = load_image(path)
-                found = [Face(b) for b in boxes[path.name]] if boxes is not None else predictor.detect(image)
+                found = [Face(b) for b in _boxes_of(boxes, path)] if boxes is not None else predictor.detect(image)
             except Exception as err:  # one bad file must not cost the batch
                 if strict:
                     raise
@@ -313,6 +313,14 @@ def predict_photos(
     return result
 
 
+def _boxes_of(boxes: dict, path: Path) -> list:
+    """A photo's boxes: keyed by its path (a boxes file may name ``sub/a.jpg`` under the folder), else its name."""
+    for key in (path, path.name):
+        if key in boxes:
+            return boxes[key]
+    raise KeyError(f"no box for {path}")
+
+
 def predict_folder(
     net: nn.Module,
     codec: Codec,
@@ -341,7 +349,8 @@ def predict_folder(
                 f"{boxes_file} names images not in {folder}: {', '.join(missing[:5])}"
                 + (" ..." if len(missing) > 5 else "")
             )
-        paths = [folder / n for n in boxes]
+        boxes = {folder / n: b for n, b in boxes.items()}  # names may hold subfolders
+        paths = list(boxes)
     else:
         paths = resolve_input(input_dir)[1]
     predictor = Predictor(

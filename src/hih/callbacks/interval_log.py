@@ -151,7 +151,11 @@ class IntervalLog(StepTimer):
             return float("nan")
         step_s = self.total.step_s if self.total.steps else last.step_s
         val_per_step = self._val_s / self._train_steps_at_val if self._train_steps_at_val else 0.0
-        return max(0.0, total - trainer.global_step) * (step_s + val_per_step)
+        # The clock counts batches; the trainer's totals count optimizer steps (k batches each when accumulating).
+        batches_left = max(0.0, total - trainer.global_step) * max(
+            1, int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+        )
+        return batches_left * (step_s + val_per_step)
 
     # -- validation ------------------------------------------------------------------------------
     def on_validation_start(self, trainer, pl_module) -> None:

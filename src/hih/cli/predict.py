@@ -131,7 +131,11 @@ def main(cfg: DictConfig) -> dict:
                 f"{cfg.boxes} names images not in {folder}: {', '.join(missing[:5])}"
                 + (" ..." if len(missing) > 5 else "")
             )
-        paths = [folder / n for n in boxes] if Path(source).is_dir() else [p for p in paths if p.name in boxes]
+        if Path(source).is_dir():
+            boxes = {folder / n: b for n, b in boxes.items()}  # names may hold subfolders (sub/a.jpg)
+            paths = list(boxes)
+        else:
+            paths = [p for p in paths if p.name in boxes]
         if not paths:
             raise ValueError(f"{cfg.boxes} has no box for {source}")
     result = predict_photos(predictor, paths, out, boxes=boxes, sheet=cfg.contact_sheet, **common)

@@ -56,7 +56,7 @@ __all__ = ["CACHE_VERSION", "FORMATS", "CropCache", "CropSettings", "ensure_crop
 log = logging.getLogger("hih.data.crop_cache")
 
 #: Bump when what is stored changes: older caches are then rebuilt.
-CACHE_VERSION = 2  # 2: evaluation crops decoded at full size
+CACHE_VERSION = 3  # 2: evaluation crops decoded at full size; 3: reduced decodes ignore EXIF orientation
 FORMATS = ("raw", "jpeg")
 JPEG_QUALITY = 95
 MANIFEST = "manifest.json"
@@ -180,7 +180,11 @@ def make_crop(
     return np.ascontiguousarray(patch), a
 
 
-_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+# IGNORE_ORIENTATION: like load_image (IMREAD_UNCHANGED), never apply the EXIF rotation the labels were not made on.
+_REDUCED = {
+    k: flag | cv2.IMREAD_IGNORE_ORIENTATION
+    for k, flag in {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}.items()
+}
 
 
 def _decode(path: Path, density: float, draft: bool) -> tuple[np.ndarray, float]:
@@ -216,9 +220,12 @@ def _hash_records(records: Sequence[FaceRecord]) -> str:
     return h.hexdigest()
 
 
-def cache_key(records: Sequence[FaceRecord], settings: CropSettings, dataset: str, split: str, fmt: str) -> dict:
+def cache_key(
+    records: Sequence[FaceRecord], settings: CropSettings, dataset: str, split: str, fmt: str, draft: bool = True
+) -> dict:
     return {
         "version": CACHE_VERSION,
+        "draft": bool(draft),
         "dataset": str(dataset),
         "split": str(split),
         "format": fmt,
@@ -457,7 +464,7 @@ def ensure_crop_cache(
 
     cache_dir = Path(cache_dir).expanduser()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = cache_key(records, settings, dataset, split, fmt)
+    key = cache_key(records, settings, dataset, split, fmt, draft)
     folder = cache_dir / _folder_name(key)
     if problem(folder, key) is None:
         return CropCache(folder)

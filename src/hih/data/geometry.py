@@ -88,7 +88,7 @@ def crop_matrix(
         (``(0.1, 0)`` moves the face right by 0.1 * S pixels).
     flip: mirror horizontally about the input's vertical centre line (``x -> S - x``),
         applied last. Landmark re-indexing with the layout's ``flip_perm`` is the caller's
-        job (see :func:`hih.data.transforms.transform_sample`).
+        job (see :meth:`hih.data.transforms.TrainTransform.__call__`).
 
     Composition (right to left): move the box centre to the origin, scale to S, rotate,
     mirror, move to the input centre plus the shift.

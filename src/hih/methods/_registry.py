@@ -3,7 +3,7 @@ writes which output, which codec reads it, how it is trained and what the figure
 
 Every consumer asks here instead of switching on head names: :func:`build_net` (the
 head class), :func:`build_codec` (the codec; the model configs' ``codec._target_``), :func:`build_loss`
-(the head's loss and its options), ``hih.pipeline.draw_samples`` (whether predictions.png shows the
+(the head's loss and its options), ``hih.analysis.figures.draw_samples`` (whether predictions.png shows the
 head's map), :mod:`hih.exporting` (the ONNX outputs) and the quantization analysis. Entries import
 this module, never the package face (which imports every entry up front), so nothing is circular.
 A new method is one module ``hih/methods/<name>.py`` that calls :func:`register` plus
