@@ -297,6 +297,7 @@ def test_datamodule_reads_through_the_cache(photos, tmp_path):
     for m in (dm, ref):
         m.setup("fit"), m.setup("test")
     assert dm.train_set.crops is not None and dm.val_set.crops is not None and dm.test_set.crops is not None
+    assert dm.val_set.crops.settings.eval_only  # validation reads evaluation crops, not the training margins
     assert ref.test_set.crops is None
     for a, b in ((dm.val_set, ref.val_set), (dm.test_set, ref.test_set)):
         for i in range(len(a)):

@@ -175,18 +175,16 @@ class FaceDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate") and self.train_set is None:
             records = self.read_split(self.train_split)
             train_idx, val_idx = self._split_indices(len(records))
-            # one cache for the split, with the training margins: the validation faces are crops of it too
-            crops = self._crops(records, self.train_split, train=self.augment)
+            train_records = [records[i] for i in train_idx]
             self.train_set = self._dataset(
-                [records[i] for i in train_idx],
-                train=self.augment,
-                crops=crops.subset(train_idx) if crops is not None else None,
+                train_records, train=self.augment, crops=self._crops(train_records, self.train_split, self.augment)
             )
             if len(val_idx):
+                # Their own evaluation crops (the network input itself): val/nme, which picks the best
+                # checkpoint, is the same with and without the cache.
+                val_records = [records[i] for i in val_idx]
                 self.val_set = self._dataset(
-                    [records[i] for i in val_idx],
-                    train=False,
-                    crops=crops.subset(val_idx) if crops is not None else None,
+                    val_records, train=False, crops=self._crops(val_records, f"{self.train_split}-val", train=False)
                 )
         need_test = stage in (None, "test", "predict") or self.val_fraction == 0
         if need_test and self.test_set is None:
