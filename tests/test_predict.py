@@ -368,3 +368,20 @@ def test_predict_folder_prints_progress_with_eta(tmp_path, faces, capsys):
     # pytest's stdout is not a terminal: lines of photos done out of the total (batches of 2), then the time taken.
     assert [ln.split()[1] for ln in lines] == [f"{k}/{n}" for k in (*range(2, n, 2), n)] + [f"{n}/{n}"]
     assert all("eta" in ln for ln in lines[:-1]) and "done in" in lines[-1]
+
+
+def test_crops_past_the_image_are_filled_as_in_training(tmp_path, faces):
+    # A box reaching past the image: the border rule of the training crops (aug.border) decides the pixels.
+    from hih.data.records import load_image
+    from hih.detectors import Face
+    from hih.inference import Predictor
+
+    net, codec = _model(tmp_path)
+    image = load_image(faces[0].image_path)
+    h, w = image.shape[:2]
+    box = np.array([w * 0.5, h * 0.5, w * 1.2, h * 1.2])
+    got = {
+        border: Predictor(net, codec, border=border).predict([image], [[Face(box)]])[0][0].landmarks
+        for border in ("constant", "replicate")
+    }
+    assert not np.allclose(got["constant"], got["replicate"])

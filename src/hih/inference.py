@@ -120,13 +120,15 @@ def predict_images(
     crop_scale: float = 1.25,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
+    border: str = "constant",
 ) -> list[np.ndarray]:
     """(N, 2) landmarks in original-image pixels for each (H, W, 3) uint8 RGB image and its box
-    (None: the whole image). An image may appear several times (one entry per face)."""
+    (None: the whole image). An image may appear several times (one entry per face). ``border``: how
+    a crop reaching past the image is filled, as in training (``data.datamodule.aug.border``)."""
     if len(images) != len(boxes):
         raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
     device = torch.device(device)
-    transform = EvalTransform(int(codec.input_size), crop_scale)
+    transform = EvalTransform(int(codec.input_size), crop_scale, border=border)
     net = net.to(device).eval()
     out: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
@@ -184,6 +186,7 @@ class Predictor:
     batch_size: int = 16
     device: str | torch.device = "cpu"
     settings: dict = field(default_factory=dict)
+    border: str = "constant"  # the training crops' fill past the image (data.datamodule.aug.border)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         if self.detector is None:
@@ -217,7 +220,9 @@ class Predictor:
         return out
 
     def _run(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
-        return predict_images(self.net, self.codec, images, boxes, self.crop_scale, self.batch_size, self.device)
+        return predict_images(
+            self.net, self.codec, images, boxes, self.crop_scale, self.batch_size, self.device, self.border
+        )
 
 
 def write_predictions(path: str | Path, payload: dict) -> Path:

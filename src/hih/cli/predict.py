@@ -11,7 +11,7 @@ checkpoint written before checkpoints carried their config, compose the training
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hih.cli._hydra import hih_main
 
@@ -70,6 +70,7 @@ def build_predictor(cfg: DictConfig, net, codec, detector: str):
         "box_map": box_map.as_list() if box_map else None,
         "second_pass": bool(second),
         "refine_map": refine_map.as_list() if (refine_map and second) else None,
+        "border": str(OmegaConf.select(cfg, "data.datamodule.aug.border", default="constant")),
     }
     return Predictor(
         net,
@@ -82,6 +83,7 @@ def build_predictor(cfg: DictConfig, net, codec, detector: str):
         int(cfg.batch_size),
         resolve_device(cfg.device),
         settings,
+        settings["border"],
     )
 
 
