@@ -91,19 +91,7 @@ def test_an_option_the_method_fixes_is_not_swept():
 def test_bar_chart_labels_do_not_overlap():
     methods = method_variants()
     assert len(methods) >= 13
-    fake = [
-        dict(
-            method=m.method,
-            decode=m.decode,
-            resolution=m.resolution,
-            integer_target=m.integer_target,
-            decimal_quantizer=m.decimal_quantizer,
-            variant=v,
-            nme=1.0 + i / 10,
-        )
-        for i, m in enumerate(methods)
-        for v in ("float", "rounded")
-    ]
+    fake = [m.row(v, nme=1.0 + i / 10) for i, m in enumerate(methods) for v in ("float", "rounded")]
     fig = bar_figure(fake)
     fig.canvas.draw()
     ax = fig.axes[0]

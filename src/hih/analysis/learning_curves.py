@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hih.analysis.report import collect_runs, config_value, read_status
+
 #: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean
 #: distance from the centre of the unit square to a uniform point, (sqrt(2) + asinh(1)) / 6.
 MEAN_OFFSET_ERR = (math.sqrt(2) + math.asinh(1)) / 6
@@ -54,12 +56,7 @@ class StudyRun:
 
     def value(self, dotted: str) -> Any:
         """A config value by dotted key, None when absent."""
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return None
-            node = node[part]
-        return node
+        return config_value(self.config, dotted)
 
     @property
     def chance(self) -> float | None:
@@ -116,8 +113,6 @@ def run_names(labels: Sequence[str]) -> list[str]:
 
 def collect(multirun_dir: str | os.PathLike) -> list[StudyRun]:
     """Every job of the multirun (see :func:`hih.analysis.report.collect_runs`) with its curves."""
-    from hih.analysis.report import collect_runs, read_status
-
     runs = collect_runs(multirun_dir)
     out = []
     for run, name in zip(runs, run_names([r.label for r in runs]), strict=True):

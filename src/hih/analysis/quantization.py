@@ -64,6 +64,18 @@ class Variant:
     def decimal_quantizer(self) -> str | None:
         return getattr(self.codec, "decimal_quantizer", None)
 
+    def row(self, variant: str, **numbers: object) -> dict:
+        """A results row: the columns that name this codec, the label ``variant`` and ``numbers``."""
+        return dict(
+            method=self.method,
+            decode=self.decode,
+            resolution=self.resolution,
+            integer_target=self.integer_target,
+            decimal_quantizer=self.decimal_quantizer,
+            variant=variant,
+            **numbers,
+        )
+
     @property
     def label(self) -> str:
         settings = ", ".join(s for s in (self.integer_target, self.decimal_quantizer) if s)
@@ -206,13 +218,8 @@ def analyse(
     for method, variant in iterator:
         nme = ideal_nme(method.codec, variants[variant], truth, norm_pair)
         rows.append(
-            dict(
-                method=method.method,
-                decode=method.decode,
-                resolution=method.resolution,
-                integer_target=method.integer_target,
-                decimal_quantizer=method.decimal_quantizer,
-                variant=variant,
+            method.row(
+                variant,
                 nme=float(nme.mean()),
                 nme_median=float(nme.median()),
                 nme_max=float(nme.max()),

@@ -107,12 +107,17 @@ class Run:
 
     def value(self, dotted: str) -> Any:
         """A config value by dotted key (``model.decimal_size``), None when absent."""
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return None
-            node = node[part]
-        return node
+        return config_value(self.config, dotted)
+
+
+def config_value(config: Mapping, dotted: str) -> Any:
+    """``config``'s value at a dotted key (``model.decimal_size``) of a plain nested dict, None when absent."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _override_value(overrides: Sequence[str], key: str) -> str | None:
