@@ -12,34 +12,41 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
+from hih.codecs import HeatmapCodec, HIHCodec
 from hih.data.targets import EncodedLoaders
-from hih.methods import build_net
+from hih.evaluation import redecoders
+from hih.methods import build_codec, build_net, codec_parameters, get_method, method_names
 from hih.models import ModelOutput
-from hih.module import FaceAlignmentModule, redecoders
+from hih.module import FaceAlignmentModule
 from hih.optim import cosine, onecycle, step_decay
 
 N, S, DEC = 5, 64, 4  # landmarks, input size (heatmap 16), decimal size
 SUBSETS = ("pose", "blur")
 TINY = {"channels": 16, "input_size": S, "hourglass_depth": 2, "decimal_size": DEC}
+#: Tiny widths of the heads that take more than a width; any other head (a new method's) gets ``width``.
 HEAD_KWARGS = {
-    "none": {},
-    "hih_c": {"width": 16},
     "hih_t": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "regression_width": 16},
     "hih_l": {"width": 16, "reduced": 4},
-    "wov": {"width": 16},
-    "wom": {"width": 16},
+    "hih_cp": {"width": 16, "pool_width": 16},
 }
-# method -> (net head, codec)
-METHODS = {
-    "baseline": ("none", lambda: HeatmapCodec(S, S // 4, decoder="argmax")),
-    "wsm": ("none", lambda: HeatmapCodec(S, S // 4, decoder="wsm")),
-    "wov": ("wov", lambda: OffsetValueCodec(S, S // 4)),
-    "wom": ("wom", lambda: OffsetMapCodec(S, S // 4)),
-    "hih_c": ("hih_c", lambda: HIHCodec(S, S // 4, decimal_size=DEC)),
-    "hih_t": ("hih_t", lambda: HIHCodec(S, S // 4, decimal_size=DEC)),
-    "hih_l": ("hih_l", lambda: HIHCodec(S, S // 4, decimal_size=DEC)),
-}
+METHODS = method_names()  # every registered method, a new one included
+
+
+def _head(method: str) -> str:
+    """The ``build_net`` head of ``method``: its own, or "none" for a heatmap-only method."""
+    return method if get_method(method).head is not None else "none"
+
+
+def _codec(method: str):
+    """``method``'s codec as the registry builds it, at the tiny sizes."""
+    sizes = {"input_size": S, "heatmap_size": S // 4, "decimal_size": DEC}
+    return build_codec(method, **{k: v for k, v in sizes.items() if k in codec_parameters(method)})
+
+
+def _net(method: str, num_landmarks: int = N, **kwargs):
+    head = _head(method)
+    widths = {} if head == "none" else HEAD_KWARGS.get(head, {"width": 16})
+    return build_net(head=head, num_landmarks=num_landmarks, **TINY, **widths, **kwargs)
 
 
 class RandomFaces(Dataset):
@@ -73,13 +80,12 @@ def _fit(trainer: L.Trainer, module: FaceAlignmentModule, train: DataLoader, val
 
 
 def _module(method: str, **kwargs) -> FaceAlignmentModule:
-    head, make_codec = METHODS[method]
     torch.manual_seed(0)
-    net = build_net(head=head, num_landmarks=N, stacks=kwargs.pop("stacks", 1), **TINY, **HEAD_KWARGS[head])
+    net = _net(method, stacks=kwargs.pop("stacks", 1))
     kwargs.setdefault("norm_pair", (0, 1))
     kwargs.setdefault("subset_names", SUBSETS)
     kwargs.setdefault("optimizer", functools.partial(torch.optim.Adam, lr=1e-3))
-    return FaceAlignmentModule(net, make_codec(), **kwargs)
+    return FaceAlignmentModule(net, _codec(method), **kwargs)
 
 
 def _trainer(**kwargs) -> L.Trainer:
@@ -118,8 +124,12 @@ def _metric_keys(prefix: str, suffix: str = "") -> set[str]:
 
 
 @pytest.mark.slow  # Trainer.fit
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", METHODS)
 def test_fit_and_test_log_expected_keys(method):
+    _fit_and_test_log_expected_keys(method)
+
+
+def _fit_and_test_log_expected_keys(method: str) -> None:
     module = _module(method, stacks=2 if method == "hih_c" else 1)
     trainer = _trainer(fast_dev_run=True)
     _fit(trainer, module, _loader(), _loader(seed=1))
@@ -127,7 +137,7 @@ def test_fit_and_test_log_expected_keys(method):
     head_key = module.codec.head_key
     assert {"train/loss", "train/heatmap", "val/nme", "val/fr_10", "val/auc_10", "val/loss"} <= logged
     assert (f"train/{head_key}" in logged) == (head_key is not None)
-    head_metric = module.head_metric  # from the registry: decimal_acc / offset_err
+    head_metric = module.test_evaluator.head_metric  # from the registry: decimal_acc / offset_err
     assert (head_metric is None) == (head_key is None)
     if head_metric is not None:
         assert {
@@ -166,6 +176,48 @@ def test_fit_and_test_log_expected_keys(method):
     assert preds[0].shape == (2, N, 2)
 
 
+@pytest.fixture
+def throwaway_methods():
+    """Two methods registered here and nowhere in the suite's code: a decimal head trained as HIH_C's,
+    and a heatmap decoder (soft-argmax at another temperature) that re-decodes the plain heatmaps."""
+    from hih.codecs import HeatmapCodec as Heatmap
+    from hih.methods import Method, _registry, register
+
+    hih_c = get_method("hih_c")
+    head = Method(
+        "zz_decimal",
+        hih_c.codec,
+        head=hih_c.head,
+        output_key=hih_c.output_key,
+        loss=hih_c.loss,
+        head_is_heatmap=True,
+        head_metric=hih_c.head_metric,
+    )
+    decoder = Method("zz_soft", Heatmap, {"decoder": "soft_argmax", "beta": 2.5})
+    for method in (head, decoder):
+        register(method)
+    try:
+        yield head.name, decoder.name
+    finally:
+        for method in (head, decoder):
+            _registry._REGISTRY.pop(method.name, None)
+
+
+@pytest.mark.slow  # Trainer.fit
+def test_a_throwaway_method_trains_tests_and_redecodes(throwaway_methods):
+    head, decoder = throwaway_methods
+    assert {head, decoder} <= set(method_names())
+    _fit_and_test_log_expected_keys(head)  # decimal_acc / decimal_gain and the integer-only keys, as HIH_C
+    module = _module("baseline")
+    assert decoder in module.test_evaluator.redecoders  # the baseline's heatmaps under the new decoder too
+    batch = next(iter(_loader()))
+    module.test_evaluator.per_face.reset()
+    with torch.no_grad():
+        module.test_evaluator.update(module(batch["image"]), batch["landmarks"], None, batch["subsets"])
+    values = module.test_evaluator.compute()
+    assert {f"test/{m}@{decoder}{s}" for m in ("nme", "fr_10", "auc_10") for s in ("", "/pose", "/blur")} <= set(values)
+
+
 def test_test_metrics_match_hand_computation():
     """A net that outputs the encoded ground truth: NME equals the codec's own ideal-condition error."""
     module = _module("hih_c")
@@ -194,12 +246,13 @@ def test_test_metrics_match_hand_computation():
     pred = codec.decode(oracle(batch["image"]).for_codec())
     d = (data.landmarks[:, 0] - data.landmarks[:, 1]).norm(dim=-1)
     expected = (pred - data.landmarks).norm(dim=-1).mean(-1) / d * 100
-    assert module.test_metrics.compute()["nme"].item() == pytest.approx(expected.mean().item(), rel=1e-5)
+    values = module.test_evaluator.compute()
+    assert values["test/nme"].item() == pytest.approx(expected.mean().item(), rel=1e-5)
     # Integer-only decoding: the argmax cell's centre, at most half a cell diagonal (stride / sqrt 2) away.
     integer = codec.decode_integer(oracle(batch["image"]).heatmaps[-1], anchor="centre")
     assert ((integer - data.landmarks).norm(dim=-1) <= codec.stride / math.sqrt(2) + 1e-4).all()
     expected_int = ((integer - data.landmarks).norm(dim=-1).mean(-1) / d * 100).mean()
-    assert module.test_integer_metrics.compute()["nme"].item() == pytest.approx(expected_int.item(), rel=1e-5)
+    assert values["test/nme_integer"].item() == pytest.approx(expected_int.item(), rel=1e-5)
 
 
 class _RecordLoss(L.Callback):
@@ -250,8 +303,8 @@ def test_cosine_and_onecycle_schedules(kind):
 
 @pytest.mark.slow  # Trainer.fit
 def test_layout_hydra_configs_and_checkpoint(tmp_path):
-    head, make_codec = METHODS["hih_c"]
-    net = build_net(head=head, num_landmarks=98, **TINY, **HEAD_KWARGS[head])
+    make_codec = functools.partial(_codec, "hih_c")
+    net = _net("hih_c", num_landmarks=98)
     cfg = OmegaConf.create(
         {
             "loss_weights": {"heatmap": 1.0, "head": 0.5, "decimal_loss": "kl"},
@@ -293,15 +346,15 @@ def test_layout_hydra_configs_and_checkpoint(tmp_path):
 
 
 def test_configuration_errors():
-    head, make_codec = METHODS["wov"]
-    net = build_net(head=head, num_landmarks=N, **TINY, **HEAD_KWARGS[head])
+    make_codec = functools.partial(_codec, "wov")
+    net = _net("wov")
     with pytest.raises(ValueError, match="does not match codec"):
         FaceAlignmentModule(net, HIHCodec(S, S // 4, decimal_size=DEC), norm_pair=(0, 1))
     with pytest.raises(ValueError, match="a layout or a norm_pair"):
         FaceAlignmentModule(net, make_codec())
     with pytest.raises(ValueError, match="no pupil"):
         FaceAlignmentModule(
-            build_net(head=head, num_landmarks=68, **TINY, **HEAD_KWARGS[head]),
+            _net("wov", num_landmarks=68),
             make_codec(),
             layout="300w",
             norm="pupil",

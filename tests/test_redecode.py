@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from hih.evaluation import redecoders
 from hih.methods import build_codec
-from hih.module import redecoders
 from tiny import N_TEST, N_TRAIN, tiny
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def config_dir() -> str:
@@ -41,3 +42,11 @@ def instantiate_group(group: DictConfig | None) -> list:
 def resolved(cfg: DictConfig) -> dict:
     """The fully resolved config as plain containers (for loggers and checkpoints)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers -> plain dicts / lists (resolved); other values unchanged. Checkpoints
+    that record them then hold only weights_only-safe types."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
