@@ -29,14 +29,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hih.analysis.report import collect_runs, config_value, read_status
+from hih.analysis.numbers import fmt
+from hih.analysis.report.runs import collect_runs, config_value, read_status
+from hih.evaluation.keys import metric_key, parse_key
 
 #: offset_err (Euclidean, cells) of a head that always predicts the mean offset (0.5, 0.5): the mean
 #: distance from the centre of the unit square to a uniform point, (sqrt(2) + asinh(1)) / 6.
 MEAN_OFFSET_ERR = (math.sqrt(2) + math.asinh(1)) / 6
 
+#: The keys read (:mod:`hih.evaluation.keys`): NME, the integer heatmap alone at the cell centre, the head
+#: metrics and their gains, on the validation ladder and on the test set.
+VAL_NME, TEST_NME = (metric_key(stage, "nme") for stage in ("val", "test"))
+VAL_NME_INTEGER, TEST_NME_INTEGER = (metric_key(stage, "nme", variant="_integer") for stage in ("val", "test"))
+VAL_DECIMAL_ACC, TEST_DECIMAL_ACC = (metric_key(stage, "decimal_acc") for stage in ("val", "test"))
+VAL_DECIMAL_GAIN, TEST_DECIMAL_GAIN = (metric_key(stage, "decimal_gain") for stage in ("val", "test"))
+VAL_OFFSET_ERR, TEST_OFFSET_ERR = (metric_key(stage, "offset_err") for stage in ("val", "test"))
+VAL_OFFSET_GAIN, TEST_OFFSET_GAIN = (metric_key(stage, "offset_gain") for stage in ("val", "test"))
+
 #: The validation metrics read from each job's CSV log.
-CURVES = ("val/nme", "val/nme_integer", "val/decimal_acc", "val/decimal_gain", "val/offset_err", "val/offset_gain")
+CURVES = (VAL_NME, VAL_NME_INTEGER, VAL_DECIMAL_ACC, VAL_DECIMAL_GAIN, VAL_OFFSET_ERR, VAL_OFFSET_GAIN)
 
 Curves = dict[str, list[tuple[int, float]]]
 
@@ -90,7 +101,7 @@ def read_curves(run_dir: str | os.PathLike) -> Curves:
 
 def read_test(metrics: Mapping[str, float]) -> dict[str, float]:
     """The full-set test metrics of a run's ``metrics.json`` (no subsets)."""
-    return {k: v for k, v in metrics.items() if k.count("/") == 1}
+    return {k: v for k, v in metrics.items() if (key := parse_key(k)) is not None and key.subset is None}
 
 
 def wall_seconds(status: Mapping[str, Any] | None) -> float | None:
@@ -135,8 +146,9 @@ def log_ladder(steps: Sequence[int]) -> set[int]:
     return keep | set(steps[-1:])
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+def _cell(value: float | None) -> str:
+    """Every number of the study's tables with 3 decimals (accuracies, NMEs and cell errors alike)."""
+    return fmt(value, places=3)
 
 
 def _last(points: list[tuple[int, float]] | None, step: int) -> float | None:
@@ -145,12 +157,12 @@ def _last(points: list[tuple[int, float]] | None, step: int) -> float | None:
 
 
 def _delta(value: float | None, ref: float | None) -> str:
-    return f"{value - ref:+.3f}" if value is not None and ref is not None else "-"
+    return fmt(value - ref, places=3, signed=True) if value is not None and ref is not None else "-"
 
 
 def _row(name: str, step: object, cells: list, delta: str) -> str:
     """A ladder row: the values formatted, the third one ("vs baseline") given as text."""
-    return "| " + " | ".join([name, str(step), *(delta if i == 2 else _fmt(v) for i, v in enumerate(cells))]) + " |"
+    return "| " + " | ".join([name, str(step), *(delta if i == 2 else _cell(v) for i, v in enumerate(cells))]) + " |"
 
 
 def ladder_table(runs: Sequence[StudyRun], steps: Sequence[int], baseline: str | None) -> str:
@@ -168,25 +180,25 @@ def ladder_table(runs: Sequence[StudyRun], steps: Sequence[int], baseline: str |
         c = r.curves
         if not c:
             continue
-        gain_key = "val/decimal_gain" if c.get("val/decimal_gain") else "val/offset_gain"
+        gain_key = VAL_DECIMAL_GAIN if c.get(VAL_DECIMAL_GAIN) else VAL_OFFSET_GAIN
         last_step = max((s for pts in c.values() for s, _ in pts), default=0)
         for step in [s for s in steps if s <= last_step]:  # a shorter run has no row past its end
-            integer = _last(c.get("val/nme_integer"), step)
-            ref = _last(base.curves.get("val/nme"), step) if base else None
+            integer = _last(c.get(VAL_NME_INTEGER), step)
+            ref = _last(base.curves.get(VAL_NME), step) if base else None
             cells = [
-                _last(c.get("val/nme"), step),
+                _last(c.get(VAL_NME), step),
                 integer,
                 None,
-                _last(c.get("val/decimal_acc"), step),
+                _last(c.get(VAL_DECIMAL_ACC), step),
                 _last(c.get(gain_key), step),
-                _last(c.get("val/offset_err"), step),
+                _last(c.get(VAL_OFFSET_ERR), step),
             ]
             rows.append(_row(r.name, step, cells, _delta(integer, ref)))
         t = r.test
         if t:
-            integer, ref = t.get("test/nme_integer"), base.test.get("test/nme") if base else None
-            gain = t.get("test/decimal_gain", t.get("test/offset_gain"))
-            cells = [t.get("test/nme"), integer, None, t.get("test/decimal_acc"), gain, t.get("test/offset_err")]
+            integer, ref = t.get(TEST_NME_INTEGER), base.test.get(TEST_NME) if base else None
+            gain = t.get(TEST_DECIMAL_GAIN, t.get(TEST_OFFSET_GAIN))
+            cells = [t.get(TEST_NME), integer, None, t.get(TEST_DECIMAL_ACC), gain, t.get(TEST_OFFSET_ERR)]
             rows.append(_row(r.name, "**test**", cells, _delta(integer, ref)))
     return "\n".join(rows)
 
@@ -199,23 +211,23 @@ def summary_table(runs: Sequence[StudyRun], baseline: str | None) -> str:
         "| offset err (cells) | gain (NME) | val decimal acc >= 5x chance at step | wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    ref = next((r.test.get("test/nme") for r in runs if r.name == baseline), None)
+    ref = next((r.test.get(TEST_NME) for r in runs if r.name == baseline), None)
     for r in runs:
         t = r.test
         if not t:
             continue
         weight = "-" if r.head_weight is None else r.head_weight
-        integer = t.get("test/nme_integer")
-        acc, chance = t.get("test/decimal_acc"), r.chance
+        integer = t.get(TEST_NME_INTEGER)
+        acc, chance = t.get(TEST_DECIMAL_ACC), r.chance
         acc_s = f"{acc:.3f} ({acc / chance:.1f}x)" if acc is not None and chance else "-"
-        gain = t.get("test/decimal_gain", t.get("test/offset_gain"))
+        gain = t.get(TEST_DECIMAL_GAIN, t.get(TEST_OFFSET_GAIN))
         first = "-"
-        if r.curves.get("val/decimal_acc") and chance:
-            first = next((str(s) for s, v in r.curves["val/decimal_acc"] if v >= 5 * chance), "never")
+        if r.curves.get(VAL_DECIMAL_ACC) and chance:
+            first = next((str(s) for s, v in r.curves[VAL_DECIMAL_ACC] if v >= 5 * chance), "never")
         wall = "-" if r.wall_s is None else f"{r.wall_s:.0f}"
         rows.append(
-            f"| {r.name} | {weight} | {_fmt(t.get('test/nme'))} | {_fmt(integer)} | {_delta(integer, ref)} "
-            f"| {acc_s} | {_fmt(t.get('test/offset_err'))} | {_fmt(gain)} | {first} | {wall} |"
+            f"| {r.name} | {weight} | {_cell(t.get(TEST_NME))} | {_cell(integer)} | {_delta(integer, ref)} "
+            f"| {acc_s} | {_cell(t.get(TEST_OFFSET_ERR))} | {_cell(gain)} | {first} | {wall} |"
         )
     return "\n".join(rows)
 
@@ -232,10 +244,10 @@ def curves_figure(runs: Sequence[StudyRun], baseline: str | None):
     if baseline not in curves:
         baseline = None
     panels = [
-        ("val/decimal_acc", "decimal-cell accuracy (HIH heads)"),
-        ("val/offset_err", "offset error, cells (WOV / WOM)"),
-        ("val/decimal_gain", "gain over the cell centre (NME)"),
-        ("val/nme_integer", "integer heatmap alone (NME); baseline: its NME"),
+        (VAL_DECIMAL_ACC, "decimal-cell accuracy (HIH heads)"),
+        (VAL_OFFSET_ERR, "offset error, cells (WOV / WOM)"),
+        (VAL_DECIMAL_GAIN, "gain over the cell centre (NME)"),
+        (VAL_NME_INTEGER, "integer heatmap alone (NME); baseline: its NME"),
     ]
     fig = Figure(figsize=(13, 9))
     axes = fig.subplots(2, 2).flatten()
@@ -244,34 +256,34 @@ def curves_figure(runs: Sequence[StudyRun], baseline: str | None):
     cmap = _colormap("tab20")
     colors = {name: cmap(i % 20) for i, name in enumerate(lines)}
     for ax, (key, title) in zip(axes, panels, strict=True):
-        if key == "val/nme_integer" and len(seeds) > 1:
+        if key == VAL_NME_INTEGER and len(seeds) > 1:
             per_step: dict[int, list[float]] = {}
             for n in seeds:
-                for s, v in curves[n].get("val/nme", []):
+                for s, v in curves[n].get(VAL_NME, []):
                     per_step.setdefault(s, []).append(v)
             xs = sorted(s for s, v in per_step.items() if len(v) == len(seeds))
             low, high = [min(per_step[s]) for s in xs], [max(per_step[s]) for s in xs]
             ax.fill_between(xs, low, high, color="grey", alpha=0.25, label=f"baseline, {len(seeds)} seeds (min-max)")
         for name, c in lines.items():
             pts = c.get(key)
-            if key == "val/decimal_gain" and not pts:
-                pts = c.get("val/offset_gain")
-            if key == "val/nme_integer" and not pts and name == baseline:
-                pts = c.get("val/nme")
+            if key == VAL_DECIMAL_GAIN and not pts:
+                pts = c.get(VAL_OFFSET_GAIN)
+            if key == VAL_NME_INTEGER and not pts and name == baseline:
+                pts = c.get(VAL_NME)
             if pts:
                 style = {"ls": "--"} if "_w1" in name or name == baseline else {}
                 xs, ys = [s for s, _ in pts], [v for _, v in pts]
                 ax.plot(xs, ys, marker="o", ms=3, label=name, color=colors[name], **style)
-        if key == "val/decimal_acc" and chance:
+        if key == VAL_DECIMAL_ACC and chance:
             d = round(math.sqrt(1 / chance))
             ax.axhline(chance, color="k", ls=":", lw=1, label=f"chance 1/{d * d}")
             ax.axhline(5 * chance, color="grey", ls=":", lw=1, label="5x chance")
-        if key == "val/offset_err":
+        if key == VAL_OFFSET_ERR:
             ax.axhline(MEAN_OFFSET_ERR, color="k", ls=":", lw=1, label=f"always (0.5, 0.5): {MEAN_OFFSET_ERR:.3f}")
-        if key == "val/decimal_gain":
+        if key == VAL_DECIMAL_GAIN:
             ax.axhline(0.0, color="k", ls=":", lw=1)
-        if key == "val/nme_integer" and baseline and curves[baseline].get("val/nme"):
-            ax.set_ylim(top=2.5 * curves[baseline]["val/nme"][-1][1])  # the late steps, where heads differ
+        if key == VAL_NME_INTEGER and baseline and curves[baseline].get(VAL_NME):
+            ax.set_ylim(top=2.5 * curves[baseline][VAL_NME][-1][1])  # the late steps, where heads differ
         ax.set_xscale("log")
         ax.set_xlabel("optimizer steps")
         ax.set_title(title, fontsize=10)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from hih.analysis.numbers import digits, fmt
+from hih.evaluation.keys import FULL, in_stage, parse_key, parse_name
+from hih.evaluation.keys import VARIANTS as KEY_VARIANTS
 
 
 def to_floats(metrics: Mapping[str, object]) -> dict[str, float]:
@@ -40,21 +43,18 @@ def write_metrics(path: str | os.PathLike, metrics: Mapping[str, object]) -> Pat
 def split_metrics(metrics: Mapping[str, float], stage: str = "test") -> dict[str, dict[str, float]]:
     """``{"test/nme": 4.3, "test/nme/pose": 7.4}`` -> ``{"full": {"nme": 4.3}, "pose": {"nme": 7.4}}``."""
     rows: dict[str, dict[str, float]] = {}
-    prefix = stage + "/"
     for key, value in metrics.items():
-        if not key.startswith(prefix):
-            continue
-        parts = key[len(prefix) :].split("/")
-        name, subset = parts[0], (parts[1] if len(parts) > 1 else "full")
-        rows.setdefault(subset, {})[name] = float(value)
+        parsed = parse_key(key) if in_stage(key, stage) else None
+        if parsed is not None:
+            rows.setdefault(parsed.subset or FULL, {})[parsed.name] = float(value)
     # Full set first, then subsets in the order they were logged.
-    return dict(sorted(rows.items(), key=lambda kv: kv[0] != "full"))
+    return dict(sorted(rows.items(), key=lambda kv: kv[0] != FULL))
 
 
 #: Column groups in display order: the full decode, the integer heatmap alone at the cell centre,
 #: the same at the argmax index (the paper's Table 7 convention), then the head metrics
 #: (:class:`hih.metrics.HeadMetric`: accuracy / error, then its gain).
-VARIANTS = ("", "integer", "integer_corner")
+VARIANTS = tuple(variant.removeprefix("_") for variant in KEY_VARIANTS)
 HEAD_COLUMNS = ("decimal_acc", "decimal_gain", "offset_err", "offset_gain")
 HEAD_CAPTIONS = {
     "decimal_acc": "decimal_acc: decimal-cell accuracy (chance 1/d²)",
@@ -65,34 +65,20 @@ HEAD_CAPTIONS = {
 VARIANT_LABELS = {"integer": "centre", "integer_corner": "corner"}
 
 
-def digits(name: str) -> int:
-    """Decimals shown for a metric: fractions and cell errors 3, percentages 2."""
-    return 3 if name.startswith("auc") or name.endswith(("_acc", "_err")) else 2
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.{digits}f}"
-
-
 def split_variant(name: str) -> tuple[str, str]:
     """ "nme_integer" -> ("nme", "integer"); "fr_10_integer_corner" -> ("fr_10", "integer_corner");
     "decimal_acc" -> ("decimal_acc", "")."""
-    for prefix, parts in (("nme", 1), ("fr_", 2), ("auc_", 2)):
-        if name.startswith(prefix):
-            pieces = name.split("_", parts)
-            return "_".join(pieces[:parts]), (pieces[parts] if len(pieces) > parts else "")
-    return name, ""
+    metric, variant, _ = parse_name(name)
+    return metric, variant.removeprefix("_")
 
 
 def column_order(name: str) -> tuple[int, int, str]:
     """Sort key: nme, fr, auc of the full decode, then of each integer-only variant (centre, corner),
     then the head metrics (decimal_acc, decimal_gain, offset_err, offset_gain), then anything else, then
     the re-decodes (``nme@dark``, ...: every method's NME, then FR, then AUC)."""
-    if "@" in name:
-        metric, method = name.split("@", 1)
-        return len(VARIANTS) + 2, column_order(metric)[1], method
+    metric, variant, method = parse_name(name)
+    if method is not None:
+        return len(VARIANTS) + 2, column_order(metric + variant)[1], method
     if name in HEAD_COLUMNS:
         return len(VARIANTS), HEAD_COLUMNS.index(name), name
     base, variant = split_variant(name)
@@ -123,7 +109,7 @@ def results_table(
         base, variant = split_variant(column)
         table.add_column(f"{base}\n{VARIANT_LABELS[variant]}" if variant in VARIANT_LABELS else column, justify="right")
     for subset, row in rows.items():
-        table.add_row(subset, *(_fmt(row.get(c), digits(c)) for c in columns))
+        table.add_row(subset, *(fmt(row.get(c), places=digits(c)) for c in columns))
     return table
 
 
@@ -132,7 +118,7 @@ def results_tables(metrics: Mapping[str, float], stage: str = "test", title: str
     (cell centre and argmax corner side by side) when the run has one, then the NME under each other
     decoder of the same network (``nme@<method>``) when the run has re-decodes."""
     names = sorted({c for row in split_metrics(metrics, stage).values() for c in row}, key=column_order)
-    redecoded = [c for c in names if "@" in c]  # the same network under the other decoders: <metric>@<method>
+    redecoded = [c for c in names if parse_name(c)[2] is not None]  # the same network under the other decoders
     names = [c for c in names if c not in redecoded]
     integer = [c for c in names if split_variant(c)[1] in VARIANT_LABELS]
     main = [c for c in names if c not in integer]
@@ -141,7 +127,7 @@ def results_tables(metrics: Mapping[str, float], stage: str = "test", title: str
     if integer:
         title2 = f"{stage}: integer heatmap alone (centre: cell centre; corner: argmax index, paper Table 7)"
         tables.append(results_table(metrics, stage, title2, integer))
-    nme = [c for c in redecoded if c.startswith("nme@")]
+    nme = [c for c in redecoded if parse_name(c)[:2] == ("nme", "")]
     if nme:
         title3 = f"{stage}: NME of the same network under the other decoders (FR / AUC in metrics.json)"
         tables.append(results_table(metrics, stage, title3, nme))

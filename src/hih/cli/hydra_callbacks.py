@@ -13,7 +13,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from hih.analysis.report import read_status, write_status
+from hih.analysis.report.runs import read_status, write_status
 from hih.rundir import RunDirExistsError, check_run_dir
 
 __all__ = ["RunDirGuard", "SweepCallback", "add_seeds", "point_by_swept_keys"]
