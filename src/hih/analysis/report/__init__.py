@@ -20,7 +20,7 @@ Nothing is dropped silently: every job of the grid is a row.
 Seeds: jobs whose overrides differ only in ``seed`` are one row of the tables (:func:`group_runs`):
 mean ± standard deviation and the number of completed seeds, failed or missing ones counted, and the
 paired difference to a reference row with its 95 % t interval (:class:`Difference`). A run that was
-re-decoded (``test/<metric>@<method>``, :func:`hih.module.redecoders`) gives one more row per method.
+re-decoded (``test/<metric>@<method>``, :func:`hih.evaluation.redecoders`) gives one more row per method.
 
 Reading and reporting need no running Hydra app; Hydra's grid expansion is used only to list
 not-started jobs.
