@@ -14,12 +14,12 @@ Generated on first use (:func:`ensure_synthetic_photos`) with a progress bar, li
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from hih.bench import usable_cores
 from hih.data.datasets._registry import DatasetInfo, register_dataset
 from hih.data.datasets.wflw import WFLW_LAYOUT
 from hih.data.generated_set import read_manifest, write_once, write_wflw_set
@@ -134,7 +134,7 @@ def ensure_synthetic_photos(
     manifest = _manifest(n_train, n_test, seed, (lo, hi), iod_range)
     if read_manifest(root) == manifest:
         return root
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
+    workers = min(2, usable_cores()) if workers is None else int(workers)
 
     def generate(tmp: Path) -> None:
         t0 = time.perf_counter()

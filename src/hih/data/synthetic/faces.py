@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hih.bench import usable_cores
 from hih.data.generated_set import read_manifest, write_once, write_wflw_set
 from hih.data.readers.wflw import format_wflw_line
 from hih.data.records import save_image
@@ -122,7 +122,7 @@ def ensure_synthetic(
     manifest = _manifest(n_train, n_test, seed, image_size, image_format)
     if read_manifest(root) == manifest:
         return root
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
+    workers = min(2, usable_cores()) if workers is None else int(workers)
 
     def generate(tmp: Path) -> None:
         t0 = time.perf_counter()
