@@ -22,13 +22,7 @@ from hih.inference import read_boxes
 from hih.pipeline import build_module, compose
 from hih.rundir import RunDirExistsError, check_run_dir
 
-TINY = [
-    "data.input_size=64",
-    "data.heatmap_size=16",
-    "model.channels=16",
-    "model.head_width=16",
-    "model.decimal_size=4",
-]
+TINY = ["debug=tiny", "model.decimal_size=4"]
 
 
 def _show(err: pytest.ExceptionInfo) -> str:

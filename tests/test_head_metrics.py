@@ -20,12 +20,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from hih.codecs import HIHCodec, OffsetMapCodec, OffsetValueCodec
 from hih.codecs.common import MEAN_DIST_TO_CORNER
-from hih.data.synthetic import ensure_synthetic
 from hih.data.targets import EncodedLoaders
 from hih.methods import get_method
 from hih.models import ModelOutput
 from hih.module import FaceAlignmentModule
-from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
+from tiny import tiny  # noqa: E402  (tests/tiny.py)
 
 N, S, H = 40, 64, 16  # landmarks, input size, heatmap size (stride 4)
 SUBSETS = ("pose", "blur")
@@ -172,8 +171,6 @@ def test_offset_err_is_zero_on_targets_and_positive_on_random(make_codec):
     assert {"test/offset_err/pose", "test/offset_err/blur"} <= set(noisy)
 
 
-
-
 @pytest.mark.parametrize("codec", [HIHCodec(S, H, decimal_size=4), OffsetValueCodec(S, H)], ids=["hih", "wov"])
 def test_integer_only_nme_at_corner_and_centre_on_targets(codec):
     """The integer heatmap alone, read at the argmax index (paper Table 7), is off by the
@@ -200,13 +197,6 @@ def test_integer_only_nme_at_corner_and_centre_on_targets(codec):
     gain = codec.head_key and get_method("hih_c" if codec.head_key == "decimal" else "wov").head_metric.gain
     assert test[f"test/{gain}"] == pytest.approx(test["test/nme_integer"] - test["test/nme"], rel=1e-5)
     assert test[f"test/{gain}/pose"] == pytest.approx(test["test/nme_integer/pose"] - test["test/nme/pose"], rel=1e-5)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    ensure_synthetic(root / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
-    return root
 
 
 @pytest.mark.slow
