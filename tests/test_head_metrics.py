@@ -1,5 +1,5 @@
-"""The compensation-head metrics wired into the module (issue 15) and the paper's Table 7 convention
-(issue 12): decimal_acc / offset_err, the gains and the integer-only NME at the cell corner.
+"""The compensation-head metrics wired into the module and the paper's Table 7 convention
+for the integer-only decode: decimal_acc / offset_err, the gains and the integer-only NME at the cell corner.
 
 Module-level checks use an oracle net that returns the codec's own targets (``targets_as_outputs``)
 for the faces of the batch, or random head outputs; the end-to-end check is a tiny hih-train run.

@@ -132,7 +132,7 @@ def test_authors_loss_and_labels_train(tmp_path):
 
 @pytest.mark.slow
 def test_cli_cfg_job_resolve_shows_the_authors_codec(tmp_path):
-    """The issue's check, through the console script: the codec's values, not the interpolation."""
+    """--cfg job --resolve through the console script shows the codec's values, not the interpolation."""
     import os
     import subprocess
     import sys

@@ -165,7 +165,7 @@ def test_offline_run_holds_metrics_config_plots_and_table(wandb_env, data_dir, t
 
 
 def test_offline_run_holds_head_metrics(wandb_env, data_dir, tmp_path):
-    """Issue 15: the compensation-head metrics reach W&B (summary and per-validation history)."""
+    """The compensation-head metrics reach W&B (summary and per-validation history)."""
     import wandb
 
     run_dir = tmp_path / "run"
