@@ -107,3 +107,28 @@ def test_a_throwaway_method_reaches_the_listings_and_the_report(tmp_path):
     finally:
         _registry._REGISTRY.pop(name, None)
     assert plot_decimal(runs, tmp_path / "again.png") is None  # unregistered: not a decimal method any more
+
+
+def _doc_config() -> str:
+    """The model config docs/adding_a_method.md tells a reader to write (its section 2)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "adding_a_method.md").read_text()
+    section = doc[doc.index("### 2. The config") :]
+    return section[section.index("```yaml") + len("```yaml") : section.index("```", section.index("```yaml") + 7)]
+
+
+@pytest.mark.parametrize("base,name", [("offset", "local_offset"), ("decimal", "hih_c")])
+def test_a_model_config_written_from_the_doc_composes(tmp_path, base, name):
+    """The doc's config, as written, on either base with a head: net.head comes from model.name."""
+    from hydra.utils import instantiate
+
+    text = _doc_config().replace("base/offset@_here_", f"base/{base}@_here_")
+    text = text.replace("name: local_offset", f"name: {name}")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "from_doc.yaml").write_text(text)
+    cfg = compose("train", [f"hydra.searchpath=[file://{tmp_path}]", "model=from_doc", "model.channels=8"])
+    assert "head:" not in text.split("net:")[1].split("loss:")[0]  # the doc's config does not name the head
+    assert cfg.model.net.head == name and cfg.model.codec.name == name
+    net = instantiate(cfg.model.net)
+    assert net.head_key == get_method(name).output_key

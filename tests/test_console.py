@@ -15,7 +15,7 @@ from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
 
 BIN = Path(sys.executable).parent
 # The model summary without Lightning's FLOPs column; ++ works with or without the callbacks entry.
-SUMMARY = "++callbacks.model_summary._target_=hih.summary.ModelSummary"
+SUMMARY = "++callbacks.model_summary._target_=hih.callbacks.ModelSummary"
 
 
 def _env(**extra: str) -> dict[str, str]:

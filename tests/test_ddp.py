@@ -18,10 +18,7 @@ from hih.data.dataset import ShardSampler
 
 VENV_BIN = Path(sys.executable).parent
 TINY = [
-    "data.input_size=64",
-    "data.heatmap_size=16",
-    "model.channels=16",
-    "model.head_width=16",
+    "debug=tiny",
     "data.datamodule.n_train=24",
     "data.datamodule.n_test=13",
     "data.datamodule.batch_size=4",

@@ -6,7 +6,7 @@ import pytest
 
 from hih.pipeline import compose
 
-TINY = ["data.input_size=64", "data.heatmap_size=16", "model.channels=16", "model.head_width=16"]
+TINY = ["debug=tiny"]
 DECIMAL = {"hih_c", "hih_t", "hih_l"}  # only decimal methods have a decimal_size
 
 

@@ -22,9 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from hih.callbacks import IntervalLog, StepClock
 from hih.callbacks.interval_log import interval_steps
-from hih.data.synthetic import ensure_synthetic
 from hih.progress import emit, format_duration, track
-from tiny import N_TEST, N_TRAIN, tiny
+from tiny import tiny
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -176,13 +175,6 @@ def test_data_time_and_share_follow_a_slow_loader(tmp_path):
 
 
 # ----------------------------------------------------------------------------- hih-train, for real
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    ensure_synthetic(root / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
-    return root
-
-
 def _train(tmp_path: Path, data_dir: Path, name: str, *extra: str, **env: str) -> tuple[str, Path, Path]:
     """hih-train (tiny, 2 epochs) with stdout and stderr in a file: (stdout text, run dir, copy of stdout
     taken when the fit ended)."""

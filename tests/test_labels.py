@@ -10,10 +10,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from hih.methods import get_method, method_names
+from hih.methods import codec_parameters, get_method, method_names
 from hih.pipeline import compose
 
-HEADED = tuple(m for m in method_names() if get_method(m).head is not None)
 PAPER = ["paper/wflw", "paper/300w", "paper/cofw"]
 AUTHORS = {
     "integer_target": "cell",
@@ -60,26 +59,35 @@ def test_quickstart_keeps_ours_and_labels_override_wins():
     assert _settings(compose("train", ["labels=authors", "model=hih_c"])) == AUTHORS
 
 
+def _head_layers(net) -> list:
+    return [m for m in net.head.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
 @pytest.mark.parametrize("model", method_names())
 def test_every_model_builds_under_the_authors_labels(model):
-    small = ["model.channels=8"] + (["model.head_width=8"] if model in HEADED else [])
+    headed = get_method(model).head is not None
+    small = ["model.channels=8"] + (["model.head_width=8"] if headed else [])
     cfg = compose("train", ["experiment=paper/wflw", f"model={model}", *small])
     codec = instantiate(cfg.model.codec)
     got = _settings(cfg)
-    if model in ("baseline", "wsm", "dark", "soft_argmax", "wov", "wom", "hih_c", "hih_t", "local_offset"):
-        assert (
-            codec.integer_target == "cell"
-        )  # a method built on base/heatmap, base/decimal or base/offset gets the labels
-    if model in ("hih_c", "hih_t"):
-        assert codec.decimal_quantizer == "round" and got["head_init_std"] == 0.001
-    if model == "hih_l":  # its bin-centre decode needs floor: pinned whatever the labels
-        assert codec.decimal_quantizer == "floor" and codec.decimal_decode == "centre"
-    if model in ("wov", "wom", "local_offset"):
-        assert got["head_init_std"] == 0.001
-    if model in ("baseline", "wsm", "dark", "soft_argmax"):
-        assert got["head_init_std"] is None and got["decimal_quantizer"] is None
-    net = instantiate(cfg.model.net)  # the head takes init_std (or, headless, no head argument at all)
-    assert net is not None
+    # Every model is built on base/heatmap, base/decimal or base/offset, which take the labels' settings.
+    assert codec.integer_target == "cell"
+    if "decimal_quantizer" in codec_parameters(model):
+        # round, the authors', except where a bin-centre decode pins floor (round + centre is off by half a bin)
+        expected = "floor" if codec.decimal_decode == "centre" else "round"
+        assert codec.decimal_quantizer == expected
+    else:
+        assert got["decimal_quantizer"] is None
+    assert got["head_init_std"] == (0.001 if headed else None)
+    net = instantiate(cfg.model.net)
+    assert (net.head is None) == (not headed) and net.head_key == get_method(model).output_key
+    if headed:  # the head takes init_std: its output layer is drawn from N(0, std^2) with zero bias
+        wide = compose("train", ["experiment=paper/wflw", f"model={model}", *small, "labels.head_init_std=0.05"])
+        torch.manual_seed(0)
+        last = _head_layers(instantiate(wide.model.net))[-1]
+        assert last.weight.std().item() == pytest.approx(0.05, rel=0.35), model
+        assert last.bias is None or not last.bias.any()
+        assert _head_layers(net)[-1].weight.std().item() == pytest.approx(0.001, rel=0.35), model
 
 
 @pytest.mark.parametrize("app", ["eval", "export", "predict", "flops", "quantization"])
@@ -124,7 +132,7 @@ def test_authors_loss_and_labels_train(tmp_path):
 
 @pytest.mark.slow
 def test_cli_cfg_job_resolve_shows_the_authors_codec(tmp_path):
-    """The issue's check, through the console script: the codec's values, not the interpolation."""
+    """--cfg job --resolve through the console script shows the codec's values, not the interpolation."""
     import os
     import subprocess
     import sys

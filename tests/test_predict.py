@@ -15,7 +15,7 @@ from hih.data.synthetic import ensure_synthetic
 from hih.inference import predict_folder, predict_images, read_boxes
 from hih.pipeline import compose
 
-TINY = ["data.input_size=64", "data.heatmap_size=16", "model.channels=16", "model.head_width=16"]
+TINY = ["debug=tiny"]
 
 
 @pytest.fixture(scope="module")

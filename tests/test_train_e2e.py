@@ -13,7 +13,6 @@ import pytest
 
 from hih.checkpoints import load_state_dict
 from hih.data.datasets import get_layout
-from hih.data.synthetic import ensure_synthetic
 from hih.methods import method_names
 from hih.pipeline import compose, output_dir, train
 
@@ -22,16 +21,7 @@ pytestmark = pytest.mark.slow
 HEADS = method_names()  # every registered method, a new one included
 PNG = b"\x89PNG\r\n\x1a\n"
 
-from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """The tiny synthetic set, made once per xdist worker, in this process: ensure_synthetic's own
-    process pool forks, and forking a worker that has run threaded tests can deadlock."""
-    root = tmp_path_factory.mktemp("faces")
-    ensure_synthetic(root / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
-    return root
+from tiny import tiny  # noqa: E402  (tests/tiny.py)
 
 
 def expected_keys() -> list[str]:

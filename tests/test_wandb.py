@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from hih.data.synthetic import ensure_synthetic
 from hih.pipeline import compose, train
 
 pytestmark = pytest.mark.slow
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
-from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
+from tiny import tiny  # noqa: E402  (tests/tiny.py)
 
 
 def read_records(path: Path):
@@ -95,14 +94,6 @@ def wandb_env(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    """Made serially before the run: ensure_synthetic's pool forks, and forking next to wandb's
-    threads can deadlock."""
-    ensure_synthetic(tmp_path / "faces" / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
-    return tmp_path / "faces"
-
-
 def test_wandb_logger_is_offline_by_default():
     cfg = compose("train", ["logger=wandb"], output_dir="/tmp/unused")
     wandb_cfg = cfg.logger.wandb
@@ -174,7 +165,7 @@ def test_offline_run_holds_metrics_config_plots_and_table(wandb_env, data_dir, t
 
 
 def test_offline_run_holds_head_metrics(wandb_env, data_dir, tmp_path):
-    """Issue 15: the compensation-head metrics reach W&B (summary and per-validation history)."""
+    """The compensation-head metrics reach W&B (summary and per-validation history)."""
     import wandb
 
     run_dir = tmp_path / "run"

@@ -1,22 +1,15 @@
-"""Shared overrides for end-to-end runs that take seconds on the CPU."""
+"""Shared settings for end-to-end runs that take seconds on the CPU: the ``debug=tiny_run`` config group
+(conf/debug/tiny_run.yaml) and the size of the synthetic set it trains on."""
 
-N_TRAIN, N_TEST = 24, 12  # tiny() and a pre-made set must agree, or the run regenerates it
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+_RUN = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "debug" / "tiny_run.yaml")
+#: The faces debug=tiny_run trains and tests on: a pre-made set must have these, or the run regenerates it.
+N_TRAIN, N_TEST = int(_RUN.data.datamodule.n_train), int(_RUN.data.datamodule.n_test)
 
 
 def tiny(data_dir, *extra: str) -> list[str]:
-    """Overrides for a run of a few seconds on the CPU: 24/12 faces at 64 px, 16-channel nets, one epoch."""
-    return [
-        f"paths.data_dir={data_dir}",
-        "data.input_size=64",
-        "data.heatmap_size=16",
-        f"data.datamodule.n_train={N_TRAIN}",
-        f"data.datamodule.n_test={N_TEST}",
-        "data.datamodule.batch_size=8",
-        "data.datamodule.num_workers=0",
-        "model.channels=16",
-        "model.head_width=16",
-        "trainer.max_epochs=1",
-        "trainer.log_every_n_steps=1",
-        "plot_samples=2",
-        *extra,
-    ]
+    """Overrides for a run of a few seconds on the CPU (debug=tiny_run) reading the data under ``data_dir``."""
+    return ["debug=tiny_run", f"paths.data_dir={data_dir}", *extra]

@@ -29,7 +29,7 @@ from torch import Tensor
 from hih.models.output import ModelOutput
 
 __all__ = [
-    "LOSS_WEIGHTS",
+    "LOSS_DEFAULTS",
     "STACK_REDUCTIONS",
     "LandmarkLoss",
     "decimal_kl",
@@ -41,17 +41,17 @@ __all__ = [
     "resolve_loss_weights",
 ]
 
-#: The options every method shares: heatmap / head: multipliers of the two terms; stack_reduction:
-#: "sum" | "mean" of the per-stack heatmap L2. A head's own options (HIH's ``decimal_loss``, WOM's
-#: ``smooth_l1_beta``) belong to its method (:func:`hih.methods.build_loss`).
-LOSS_WEIGHTS: dict[str, object] = {"heatmap": 1.0, "head": 1.0, "stack_reduction": "sum"}
+#: The loss options every method shares, with their defaults: heatmap / head: multipliers of the two
+#: terms; stack_reduction: "sum" | "mean" of the per-stack heatmap L2. A head's own options (HIH's
+#: ``decimal_loss``, WOM's ``smooth_l1_beta``) belong to its method (:func:`hih.methods.build_loss`).
+LOSS_DEFAULTS: dict[str, object] = {"heatmap": 1.0, "head": 1.0, "stack_reduction": "sum"}
 STACK_REDUCTIONS = ("sum", "mean")
 
 
 def resolve_loss_weights(options: Mapping[str, object] | None) -> tuple[dict[str, object], dict[str, object]]:
     """(the shared options: defaults overlaid and checked, the rest: the head's own options, unchecked)."""
     options = dict(options or {})
-    shared = {key: options.pop(key, default) for key, default in LOSS_WEIGHTS.items()}
+    shared = {key: options.pop(key, default) for key, default in LOSS_DEFAULTS.items()}
     if str(shared["stack_reduction"]).lower() not in STACK_REDUCTIONS:
         raise ValueError(f"stack_reduction must be one of {STACK_REDUCTIONS}, got {shared['stack_reduction']!r}")
     shared["stack_reduction"] = str(shared["stack_reduction"]).lower()

@@ -45,7 +45,7 @@ class FaceAlignmentModule(L.LightningModule):
     layout, norm_pair, subset_names, norm: which landmarks normalise NME and which subsets the test
         reports (:func:`hih.evaluation.normalisation.resolve_normalisation`).
     loss: ``model.loss``: the shared ``heatmap`` / ``head`` weights and ``stack_reduction``
-        (:data:`hih.losses.LOSS_WEIGHTS`) plus the head's own options, which its method's loss takes
+        (:data:`hih.losses.LOSS_DEFAULTS`) plus the head's own options, which its method's loss takes
         (HIH ``decimal_loss`` "l2" | "kl" | "cls", WOM ``smooth_l1_beta``; :func:`hih.methods.build_loss`).
     optimizer: ``optimizer(params) -> torch.optim.Optimizer``: a functools.partial or a Hydra
         ``_partial_`` config (e.g. ``{_target_: torch.optim.AdamW, _partial_: true, lr: 2e-3}``).

@@ -94,7 +94,7 @@ class ConsoleFormatter(logging.Formatter):
 
 class VendorTipFilter(logging.Filter):
     """Drops Lightning's advertisements (``💡 Tip: ... litlogger / litmodels``) from console and log file,
-    and its note that a configured summary callback replaces the default (hih.summary.ModelSummary)."""
+    and its note that a configured summary callback replaces the default (hih.callbacks.ModelSummary)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
