@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install train test test-fast lint bench quantization flops gpu-check clean
+.PHONY: install train test test-fast lint bench quantization flops gpu-check slurm-up slurm-down clean
 
 install: $(STAMP)
 
@@ -47,6 +47,14 @@ flops: install
 # One CUDA GPU, at most 8 minutes: recipe throughput and whether HIH_C / HIH_L learn (docs/performance.md).
 gpu-check: install
 	$(BIN)/python scripts/gpu_check.py $(ARGS)
+
+# A one-node SLURM cluster on this machine (installs slurm-wlm + munge as root): the tests marked
+# slurm run against it; README "Running on a SLURM cluster".
+slurm-up:
+	scripts/local_slurm.sh up
+
+slurm-down:
+	scripts/local_slurm.sh down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
