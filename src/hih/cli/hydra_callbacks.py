@@ -81,11 +81,15 @@ class SweepCallback(Callback):
                 log.debug("%s not resolved in the master config: %s", key, e)
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        if _rank() > 0:  # one process per job writes its status: the first of a multi-process (srun) job
+            return
         write_status(
             _job_dir(config), {"status": "running", "started": _now(), "host": socket.gethostname(), "pid": os.getpid()}
         )
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        if _rank() > 0:
+            return
         job_dir = _job_dir(config)
         previous = read_status(job_dir) or {}
         status = {**previous, "ended": _now()}
@@ -185,6 +189,11 @@ def _job_dir(config: Any) -> Path:
         from hydra.core.hydra_config import HydraConfig
 
         return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _rank() -> int:
+    """This process's global rank where a launcher started several per job (srun, torchrun), else 0."""
+    return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
 
 def _now() -> str:
