@@ -153,3 +153,19 @@ def test_a_failed_job_without_result_ends_the_wait(tmp_path, monkeypatch):
     job._results_timeout_s = 0
     with pytest.raises(submitit.core.utils.UncompletedJobError, match="CANCELLED"):
         job.result()
+
+
+def test_scheduler_log_tells_a_cancelled_job_from_a_requeued_one(tmp_path):
+    from hih.analysis.scheduler_log import ended_by_scheduler
+
+    log = tmp_path / "16_0_log.err"
+    assert ended_by_scheduler(log) is None  # no file
+    log.write_text("submitit WARNING - Bypassing signal SIGTERM\n")
+    assert ended_by_scheduler(log) is None
+    log.write_text("slurmstepd-vm: error: *** JOB 16 ON vm CANCELLED AT 2026-12-07T21:50:17 DUE TO JOB REQUEUE ***\n")
+    assert ended_by_scheduler(log) is None  # requeued: it runs again
+    with open(log, "a") as fh:
+        fh.write("slurmstepd-vm: error: *** JOB 16 ON vm CANCELLED AT 2026-12-07T21:56:25 DUE TO TIME LIMIT ***\n")
+    assert ended_by_scheduler(log) == "CANCELLED AT 2026-12-07T21:56:25 DUE TO TIME LIMIT"
+    log.write_text("slurmstepd-vm: error: *** STEP 16.0 ON vm CANCELLED AT 2026-12-07T21:56:25 ***\n")
+    assert ended_by_scheduler(log) == "CANCELLED AT 2026-12-07T21:56:25"

@@ -46,7 +46,9 @@ def test_two_nodes_simulated_with_torchrun(tmp_path):
     nodes = [
         subprocess.Popen(
             [
-                str(VENV_BIN / "torchrun"),
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
                 "--nnodes=2",
                 f"--node_rank={rank}",
                 "--nproc_per_node=1",

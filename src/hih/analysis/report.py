@@ -10,6 +10,8 @@ Status of a job, from the most to the least certain evidence:
   ``completed``    metrics.json is there;
   ``failed``       status.json (written by :class:`hih.cli.hydra_callbacks.SweepCallback`) says so, or the job log has
                    a traceback;
+  ``cancelled``    status.json says the job started, and the scheduler's log that it ended it (scancel,
+                   time limit; :mod:`hih.analysis.scheduler_log`);
   ``running``      status.json says the job started and nothing says it ended (still running, or
                    killed by the scheduler: time limit, out of memory);
   ``no metrics``   the job ended without metrics.json (e.g. ``test=false``);
@@ -207,6 +209,8 @@ def read_run(job_dir: str | os.PathLike) -> Run:
     logged = _failure_in_logs(job_dir)
     if logged is not None:
         run.status, run.error = "failed", logged
+    elif status is not None and status.get("status") == "running" and _scheduler_ended(status):
+        run.status, run.error = "cancelled", f"{_scheduler_ended(status)} (see {status['scheduler_log']})"
     elif status is not None and status.get("status") == "running":
         run.status = "running"
         run.error = (
@@ -216,6 +220,12 @@ def read_run(job_dir: str | os.PathLike) -> Run:
     elif status is not None and status.get("status") == "completed":
         run.status, run.error = "no metrics", "the job ended without writing metrics.json (test=false?)"
     return run
+
+
+def _scheduler_ended(status: dict) -> str | None:
+    from hih.analysis.scheduler_log import ended_by_scheduler
+
+    return ended_by_scheduler(status["scheduler_log"]) if status.get("scheduler_log") else None
 
 
 def expected_overrides(multirun_dir: str | os.PathLike) -> list[list[str]] | None:
