@@ -44,7 +44,8 @@ quantization: install
 flops: install
 	$(BIN)/hih-flops $(ARGS)
 
-# One CUDA GPU, at most 8 minutes: recipe throughput and whether HIH_C / HIH_L learn (docs/performance.md).
+# One CUDA GPU, at most 8 minutes: recipe throughput and whether HIH_C / HIH_L learn, through hih-train's Trainer
+# (docs/performance.md); ARGS=--tiny runs it on the CPU in seconds.
 gpu-check: install
 	$(BIN)/python scripts/gpu_check.py $(ARGS)
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from hih.bench import usable_cores
 
 
 def reference_sample(
@@ -148,7 +149,7 @@ def bench_photos(args) -> dict:
     from hih.data.datasets.synthetic_photos import ensure_synthetic_photos
     from hih.data.synthetic import ensure_synthetic
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     root = args.root or Path(f".cache/bench_data/synthetic_photos-{args.n_photos}")
     ensure_synthetic_photos(root, n_train=args.n_photos, n_test=1, seed=0, workers=min(2, cores))
     records = read_dataset("synthetic_photos", root, "train")

@@ -9,13 +9,14 @@ part dropped, i.e. quantized to its heatmap cell (stride 4 at 256 -> 64) and dec
 - at the cell's corner (eq. 4 with the decimal term removed: the paper's convention), or
 - at the cell's centre (the convention of ``HIHCodec(integer_only=True)``, our Table 7 decode),
 
-and, as the simplest form of the issue's estimate, the full prediction moved by a constant half
+and, as the simplest estimate of the corner's cost, the full prediction moved by a constant half
 cell in x and y. Nothing of the decimal head's learned skill enters: the corner decode "gains" from
 the decimal map only because the decimal term restores the mean half-cell offset.
 
-Geometry: WFLW mean face (src/hih/data/meanfaces/wflw98.txt, normalised to a square face crop)
-scaled to the 256 px input; NME normalised by the outer-eye-corner distance (landmarks 60, 72).
-``--scales`` also shows faces 20 % smaller / larger in the crop (the NME in pixels scales with it).
+Geometry: the layout's mean face (``Layout.mean_shape`` of ``--layout``, default WFLW's, normalised to a
+square face crop) scaled to the 256 px input; NME normalised by the layout's ``norm_pair`` (WFLW: the
+outer eye corners), as the metrics do. ``--scales`` also shows faces 20 % smaller / larger in the crop
+(the NME in pixels scales with it).
 
     python scripts/table7_gap.py                 # the table in docs/decimal_heads.md
     python scripts/table7_gap.py --nme 4.31 --integer-only 4.90 --samples 4000 --seed 0
@@ -25,25 +26,24 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import numpy as np
 
-MEANFACE = Path(__file__).resolve().parents[1] / "src" / "hih" / "data" / "meanfaces" / "wflw98.txt"
-EYES = (60, 72)  # WFLW outer eye corners, 0-based
+from hih.data.datasets import get_layout, layout_names
+from hih.data.layouts import Layout
 
 
-def mean_face(input_size: int, scale: float) -> np.ndarray:
-    """(98, 2) WFLW mean face in input pixels, scaled by ``scale`` about the crop centre."""
-    pts = np.loadtxt(MEANFACE).reshape(-1, 2)
-    return ((pts - 0.5) * scale + 0.5) * input_size
+def mean_face(layout: Layout, input_size: int, scale: float) -> np.ndarray:
+    """(N, 2) mean face of ``layout`` in input pixels, scaled by ``scale`` about the crop centre."""
+    return ((layout.mean_shape - 0.5) * scale + 0.5) * input_size
 
 
 def simulate(
-    nme: float, input_size: int, stride: int, scale: float, faces: int, rng: np.random.Generator
+    nme: float, input_size: int, stride: int, scale: float, faces: int, rng: np.random.Generator, layout: Layout
 ) -> dict[str, float]:
-    face = mean_face(input_size, scale)
-    io = float(np.linalg.norm(face[EYES[0]] - face[EYES[1]]))
+    face = mean_face(layout, input_size, scale)
+    i, j = layout.norm_pair
+    io = float(np.linalg.norm(face[i] - face[j]))
     # Rayleigh: the mean norm of an isotropic 2-D Gaussian is sigma * sqrt(pi / 2).
     sigma = nme / 100.0 * io / math.sqrt(math.pi / 2)
     # Each face shifted by a random sub-cell amount so that landmarks sit anywhere within their cells.
@@ -73,24 +73,29 @@ def main(argv: list[str] | None = None) -> None:
         default=[1.0, 0.8, 1.2],
         help="face size in the crop relative to the mean face",
     )
-    p.add_argument("--samples", type=int, default=4000, help="faces per scale (98 landmarks each)")
+    p.add_argument("--samples", type=int, default=4000, help="faces per scale")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", default="wflw", choices=layout_names(), help="the landmark layout (mean face, NME pair)")
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
+    layout = get_layout(args.layout)
 
     gap = args.integer_only - args.nme
     print(
         f"paper: integer-only {args.integer_only:.2f} / full {args.nme:.2f} = {args.integer_only / args.nme:.3f}, "
         f"gap {gap:.2f} NME"
     )
-    print(f"{args.samples} faces x 98 landmarks per row; stride {args.stride} at {args.input_size} px\n")
+    print(
+        f"{args.samples} faces x {layout.num_landmarks} landmarks per row; "
+        f"stride {args.stride} at {args.input_size} px\n"
+    )
     print(
         "| face scale | inter-ocular (px) | sigma (px) | full NME (check) | integer only, corner | ratio "
         "| share of gap | integer only, centre | ratio | share of gap | constant half-cell shift | ratio |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for scale in args.scales:
-        r = simulate(args.nme, args.input_size, args.stride, scale, args.samples, rng)
+        r = simulate(args.nme, args.input_size, args.stride, scale, args.samples, rng, layout)
         row = [f"{scale:g}", f"{r['io_px']:.1f}", f"{r['sigma_px']:.2f}", f"{r['full']:.3f}"]
         for key in ("corner", "centre"):
             row += [f"{r[key]:.3f}", f"{r[key] / r['full']:.3f}", f"{100 * (r[key] - r['full']) / gap:.0f} %"]

@@ -19,7 +19,7 @@ from hih.data.datasets import get_layout, read_dataset
 from hih.data.records import FaceRecord, ImageLoadError, load_image
 from hih.data.synthetic import ensure_synthetic
 from hih.inference import read_boxes
-from hih.pipeline import compose
+from hih.pipeline import build_module, compose
 from hih.rundir import RunDirExistsError, check_run_dir
 
 TINY = [
@@ -126,11 +126,7 @@ def test_unknown_config_key():
 
 
 def _module(tmp_path, *overrides):
-    from hydra.utils import instantiate
-
-    cfg = compose("train", [*TINY, *overrides], output_dir=tmp_path)
-    net, codec = instantiate(cfg.model.net), instantiate(cfg.model.codec)
-    return instantiate(cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False)
+    return build_module(compose("train", [*TINY, *overrides], output_dir=tmp_path))
 
 
 def test_checkpoint_of_another_model_config(tmp_path):

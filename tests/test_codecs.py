@@ -15,12 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hih.codecs import HeatmapCodec, HIHCodec, OffsetMapCodec, OffsetValueCodec
+from hih.codecs.common import MEAN_DIST_TO_CENTRE, MEAN_DIST_TO_CORNER
 from hih.methods import build_codec
 from hih.methods import method_names as codec_names
-
-# Mean distance from a uniform point in the unit square to a corner / to the centre.
-MEAN_TO_CORNER = (math.sqrt(2) + math.log(1 + math.sqrt(2))) / 3  # 0.7652
-MEAN_TO_CENTRE = MEAN_TO_CORNER / 2  # 0.3826
 
 IN, HM = 64, 16  # small maps keep the suite fast; stride 4 as in the paper
 STRIDE = IN // HM
@@ -158,14 +155,14 @@ def mean_error(codec, x) -> float:
 @pytest.mark.parametrize(
     "codec,expected_cells",
     [
-        (HeatmapCodec(IN, HM, decoder="argmax", anchor="centre"), MEAN_TO_CENTRE),
-        (HeatmapCodec(IN, HM, decoder="argmax", anchor="corner"), MEAN_TO_CORNER),
-        (HeatmapCodec(IN, HM, decoder="wsm"), MEAN_TO_CENTRE / 2),  # per-axis uniform on [-b/4, b/4]
-        (HIHCodec(IN, HM, decimal_size=8, decimal_decode="corner"), MEAN_TO_CORNER / 8),
-        (HIHCodec(IN, HM, decimal_size=8, decimal_decode="centre"), MEAN_TO_CENTRE / 8),
-        (HIHCodec(IN, HM, decimal_size=4, decimal_decode="corner"), MEAN_TO_CORNER / 4),
-        (HIHCodec(IN, HM, decimal_size=16, decimal_decode="corner"), MEAN_TO_CORNER / 16),
-        (HIHCodec(IN, HM, integer_only=True), MEAN_TO_CENTRE),
+        (HeatmapCodec(IN, HM, decoder="argmax", anchor="centre"), MEAN_DIST_TO_CENTRE),
+        (HeatmapCodec(IN, HM, decoder="argmax", anchor="corner"), MEAN_DIST_TO_CORNER),
+        (HeatmapCodec(IN, HM, decoder="wsm"), MEAN_DIST_TO_CENTRE / 2),  # per-axis uniform on [-b/4, b/4]
+        (HIHCodec(IN, HM, decimal_size=8, decimal_decode="corner"), MEAN_DIST_TO_CORNER / 8),
+        (HIHCodec(IN, HM, decimal_size=8, decimal_decode="centre"), MEAN_DIST_TO_CENTRE / 8),
+        (HIHCodec(IN, HM, decimal_size=4, decimal_decode="corner"), MEAN_DIST_TO_CORNER / 4),
+        (HIHCodec(IN, HM, decimal_size=16, decimal_decode="corner"), MEAN_DIST_TO_CORNER / 16),
+        (HIHCodec(IN, HM, integer_only=True), MEAN_DIST_TO_CENTRE),
     ],
     ids=repr,
 )

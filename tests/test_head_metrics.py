@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hih.codecs import HIHCodec, OffsetMapCodec, OffsetValueCodec
+from hih.codecs.common import MEAN_DIST_TO_CORNER
 from hih.data.synthetic import ensure_synthetic
 from hih.data.targets import EncodedLoaders
 from hih.methods import get_method
@@ -171,24 +172,22 @@ def test_offset_err_is_zero_on_targets_and_positive_on_random(make_codec):
     assert {"test/offset_err/pose", "test/offset_err/blur"} <= set(noisy)
 
 
-#: Mean distance of a uniform point of the unit square from a corner: (sqrt(2) + asinh(1)) / 3.
-CORNER = 0.765
 
 
 @pytest.mark.parametrize("codec", [HIHCodec(S, H, decimal_size=4), OffsetValueCodec(S, H)], ids=["hih", "wov"])
 def test_integer_only_nme_at_corner_and_centre_on_targets(codec):
-    """Issue 12: the integer heatmap alone, read at the argmax index (paper Table 7), is off by the
+    """The integer heatmap alone, read at the argmax index (paper Table 7), is off by the
     whole sub-cell offset: 0.765 strides on average; read at the cell centre, by half that."""
     faces = Faces(96, seed=5)
     test = _trainer().test(_module(codec, faces), datamodule=_encoded(codec, faces), verbose=False)[0]
     lm = faces.landmarks
     iod = torch.linalg.vector_norm(lm[:, 0] - lm[:, 1], dim=-1)  # each test face's own, pixels
-    expected = (CORNER * codec.stride / iod * 100).mean().item()  # percent
+    expected = (MEAN_DIST_TO_CORNER * codec.stride / iod * 100).mean().item()  # percent
     assert test["test/nme_integer_corner"] == pytest.approx(expected, rel=0.03)
     assert test["test/nme_integer"] == pytest.approx(expected / 2, rel=0.03)
     pose = faces.subsets[:, 0]
     assert test["test/nme_integer_corner/pose"] == pytest.approx(
-        (CORNER * codec.stride / iod[pose] * 100).mean().item(), rel=0.05
+        (MEAN_DIST_TO_CORNER * codec.stride / iod[pose] * 100).mean().item(), rel=0.05
     )
     # FR / AUC against a direct per-face reference: the landmark minus its cell's corner.
     per_face = (

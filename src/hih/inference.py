@@ -81,22 +81,17 @@ def build_model(cfg) -> tuple[nn.Module, Codec]:
     listed). ``cfg``: a composed predict / export config (model, module, data.layout). A checkpoint that
     carries its config gives the model and data: ``cfg`` is updated in place
     (:func:`hih.checkpoints.config_from_checkpoint`; ``cli_overrides`` that disagree are an error)."""
-    from hydra.utils import instantiate
-
     from hih.checkpoints import config_from_checkpoint, load_weights
+    from hih.pipeline import build_module
 
     if cfg.get("ckpt_path"):
         config_from_checkpoint(cfg, cfg.ckpt_path, cfg.get("cli_overrides"))
 
-    net = instantiate(cfg.model.net)
-    codec = instantiate(cfg.model.codec)
     # The full LightningModule, so the checkpoint's keys are checked exactly as hih-eval does.
-    module = instantiate(
-        cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False
-    )
+    module = build_module(cfg)
     if cfg.get("ckpt_path"):
         load_weights(module, cfg.ckpt_path)
-    return module.net.eval(), codec
+    return module.net.eval(), module.codec
 
 
 def resolve_device(device: str) -> torch.device:

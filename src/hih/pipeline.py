@@ -37,17 +37,24 @@ def build(cfg: DictConfig, with_callbacks: bool = True) -> Parts:
     check_accelerator(cfg)
     # _convert_="all": plain containers, so checkpoints load with weights_only=True.
     datamodule = instantiate(cfg.data.datamodule, _convert_="all")
-    net = instantiate(cfg.model.net)
-    codec = instantiate(cfg.model.codec)
-    module = instantiate(
-        cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False
-    )
+    module = build_module(cfg)
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks")) if with_callbacks else []
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for lg in loggers:
         lg.log_hyperparams(resolved(cfg))
     return Parts(datamodule, module, trainer, loggers)
+
+
+def build_module(cfg: DictConfig):
+    """The LightningModule of a composed config: ``model.net``, ``model.codec`` and ``module`` instantiated
+    for the data's layout, with the model's loss options. What hih-train trains, hih-eval tests and
+    hih-predict / hih-export load weights into."""
+    from hydra.utils import instantiate
+
+    net = instantiate(cfg.model.net)
+    codec = instantiate(cfg.model.codec)
+    return instantiate(cfg.module, net=net, codec=codec, layout=cfg.data.layout, loss=cfg.model.loss, _recursive_=False)
 
 
 def compose(

@@ -23,6 +23,13 @@ from hih.ops import argmax_2d  # noqa: F401  (re-exported: the codecs' decoders 
 #: 1/1024 cell (0.004 px at stride 4) and never touches the offset / decimal targets.
 EDGE_GUARD = 1.0 / 1024.0
 
+#: Mean distance of a point drawn uniformly in the unit square from one of its corners,
+#: (sqrt(2) + ln(1 + sqrt(2))) / 3 = 0.7652: the ideal mean error, in bins, of a decode that reads a
+#: quantization bin at its corner (eq. 4's floor).
+MEAN_DIST_TO_CORNER = (math.sqrt(2) + math.log(1 + math.sqrt(2))) / 3
+#: ... and from its centre, half that (0.3826): the ideal mean error of a decode at the bin's centre.
+MEAN_DIST_TO_CENTRE = MEAN_DIST_TO_CORNER / 2
+
 
 @dataclass(frozen=True)
 class HeatmapCoords:

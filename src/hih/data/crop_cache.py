@@ -48,6 +48,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hih.bench import usable_cores
 from hih.data.geometry import crop_box, crop_matrix, scale_matrix, translation_matrix, warp_image
 from hih.data.records import FaceRecord, ImageLoadError, load_image
 
@@ -476,7 +477,7 @@ def ensure_crop_cache(
             log.warning(f"crop cache {folder}: {why}; rebuilding it")
             shutil.rmtree(folder)
         if workers is None:
-            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            workers = usable_cores()
         tmp = cache_dir / f".{folder.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()

@@ -14,26 +14,20 @@ Generated on first use (:func:`ensure_synthetic_photos`) with a progress bar, li
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from hih.bench import usable_cores
 from hih.data.datasets._registry import DatasetInfo, register_dataset
 from hih.data.datasets.wflw import WFLW_LAYOUT
+from hih.data.generated_set import read_manifest, write_once, write_wflw_set
 from hih.data.readers.wflw import SPLITS, format_wflw_line, read_wflw
 from hih.data.records import save_image
-from hih.data.synthetic import (
-    SPLIT_IDS,
-    _background,
-    face_bbox,
-    read_manifest,
-    render_face,
-    sample_face,
-    write_once,
-    write_wflw_set,
-)
+from hih.data.synthetic.face_model import sample_face
+from hih.data.synthetic.faces import SPLIT_IDS, face_bbox
+from hih.data.synthetic.render import background, render_face
 
 #: Bump when the photos' generator changes, so cached sets are regenerated.
 PHOTOS_VERSION = 1
@@ -54,7 +48,7 @@ def make_photo(seed: int, split: str, index: int, photo_size=(800, 1200), iod_ra
     ``(landmarks (98, 2), bbox (4,), flags (6,))`` in photo pixels."""
     rng = photo_rng(seed, split, index)
     H, W = (int(rng.integers(photo_size[0], photo_size[1] + 1)) for _ in range(2))
-    image = _background(rng, H, W)
+    image = background(rng, H, W)
     n = int(rng.choice(len(FACES_PER_PHOTO), p=FACES_PER_PHOTO)) + 1
     taken: list[tuple[int, int, int]] = []  # placed tiles: x, y, side
     faces = []
@@ -126,7 +120,7 @@ def ensure_synthetic_photos(
 ) -> Path:
     """Make sure ``root`` holds these photos (``n_train`` / ``n_test`` photos, 1-4 faces each); generate them if not.
 
-    Written to a temporary folder and renamed into place (:func:`hih.data.synthetic.write_once`), so
+    Written to a temporary folder and renamed into place (:func:`hih.data.generated_set.write_once`), so
     concurrent first uses never see a half-written set. Returns ``root``.
     """
     root = Path(root).expanduser().resolve()
@@ -140,7 +134,7 @@ def ensure_synthetic_photos(
     manifest = _manifest(n_train, n_test, seed, (lo, hi), iod_range)
     if read_manifest(root) == manifest:
         return root
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
+    workers = min(2, usable_cores()) if workers is None else int(workers)
 
     def generate(tmp: Path) -> None:
         t0 = time.perf_counter()
