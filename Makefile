@@ -49,7 +49,8 @@ flops: install
 gpu-check: install
 	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
-# A one-node SLURM cluster on this machine (installs slurm-wlm + munge as root): the tests marked
+# A one-node SLURM cluster on this machine, with accounting (as root, installs slurm-wlm, munge, slurmdbd
+# and mariadb-server where missing): the tests marked
 # slurm run against it; README "Running on a SLURM cluster".
 slurm-up:
 	scripts/local_slurm.sh up

@@ -132,6 +132,14 @@ def test_sweep_through_sbatch_then_report(tmp_path, job_name):
     for num in (0, 1):
         assert (sweep / str(num) / "metrics.json").is_file(), _logs(sweep)
         assert json.loads((sweep / str(num) / "status.json").read_text())["status"] == "completed"
+    (array,) = arrays
+    sacct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", array], capture_output=True, text=True
+    )
+    if sacct.returncode == 0:  # a cluster with accounting: both jobs recorded as completed
+        assert sorted(sacct.stdout.split()) == [f"{array}_0|COMPLETED", f"{array}_1|COMPLETED"], sacct.stdout
+    else:
+        assert "accounting storage is disabled" in sacct.stderr, sacct.stderr
     report = _run([str(VENV_BIN / "hih-report"), f"multirun_dir={sweep}"], tmp_path, 120)
     markdown = (sweep / "report" / "report.md").read_text()
     assert "| model=baseline | baseline | completed |" in markdown, report.stdout[-2000:]
@@ -290,9 +298,14 @@ def _csv_rows(run_dir: Path) -> list[_Row]:
 
 
 def test_cancelled_job_ends_the_wait_and_is_reported(tmp_path, job_name):
-    """A job cancelled outright writes no result: the sweep's wait ends (with the job's error, whether or
-    not the cluster keeps accounting), and hih-report lists the job as cancelled, with SLURM's word."""
+    """A job cancelled outright writes no result: the sweep's wait ends with the job's error, also where the
+    cluster keeps no accounting (a stand-in sacct on the submitting process's PATH answers as such a
+    cluster's does), and hih-report lists the job as cancelled, with SLURM's word."""
     sweep = tmp_path / "sweep"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text('#!/bin/sh\necho "Slurm accounting storage is disabled" >&2\nexit 1\n')
+    (bin_dir / "sacct").chmod(0o755)
     launcher = subprocess.Popen(
         [
             str(VENV_BIN / "hih-train"),
@@ -308,7 +321,7 @@ def test_cancelled_job_ends_the_wait_and_is_reported(tmp_path, job_name):
             f"hydra.launcher.name={job_name}",
             f"hydra.sweep.dir={sweep}",
         ],
-        env=_env(tmp_path),
+        env={**_env(tmp_path), "PATH": f"{bin_dir}:{os.environ['PATH']}"},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
