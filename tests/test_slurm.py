@@ -328,7 +328,7 @@ def test_cancelled_job_ends_the_wait_and_is_reported(tmp_path, job_name):
         text=True,
     )
     try:
-        _wait_for(lambda: (sweep / "0" / "checkpoints" / "last.ckpt").exists(), 180, "the job's first checkpoint")
+        _wait_for(lambda: (sweep / "0" / "status.json").exists(), 180, "the job's start")
         subprocess.run(["scancel", f"--name={job_name}"], check=True, timeout=30)
         out, err = launcher.communicate(timeout=150)
     finally:

@@ -7,8 +7,10 @@ inside the signal handler, wherever the signal interrupted the step (between the
 the loop's counters, say), so the resumed run can repeat or skip part of a step. :class:`RequeueAtStepEnd`
 takes the signal in its place (registered in ``setup``, before Lightning installs its handlers, so
 Lightning adds none) and acts at the next training step's end, where ``last.ckpt`` is exact too: all
-ranks agree (one all-reduce per step under DDP), save the HPC checkpoint, rank 0 requeues the job, and
-every process waits for SLURM to end it (logging no step that the resumed run would log again).
+ranks agree (one all-reduce per step under DDP) and save the HPC checkpoint. Lightning then logs that
+step's row; at the next hook (the next step's start, or validation, or the epoch's end) rank 0
+requeues the job and every process waits for SLURM to end it, so the first attempt's log holds every
+row below the checkpoint's step and none that the resumed run logs again.
 Inert outside SLURM, or where the SLURM environment's auto-requeue is off.
 """
 
@@ -35,7 +37,7 @@ class RequeueAtStepEnd(Callback):
     def __init__(self) -> None:
         self._signum: int | None = None
         self._previous: Any = None
-        self._pending = False
+        self._pending = self._saved = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         from lightning.fabric.plugins.environments import SLURMEnvironment
@@ -44,7 +46,7 @@ class RequeueAtStepEnd(Callback):
         if stage != "fit" or os.name == "nt" or not (isinstance(env, SLURMEnvironment) and env.auto_requeue):
             return
         self._signum = env.requeue_signal or signal.SIGUSR1
-        self._pending = False
+        self._pending = self._saved = False
         self._previous = signal.signal(self._signum, self._note)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
@@ -69,6 +71,22 @@ class RequeueAtStepEnd(Callback):
         self._pending = False
         path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)  # where Lightning resumes from
         trainer.save_checkpoint(path)
+        self._saved = True
+        log.info("saved %s; requeueing the job after this step's row is logged", path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        self._requeue_and_wait(trainer)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._requeue_and_wait(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._requeue_and_wait(trainer)
+
+    def _requeue_and_wait(self, trainer) -> None:
+        if not self._saved:
+            return
+        self._saved = False
         for logger in trainer.loggers:
             logger.save()
         requeued = _requeue() if trainer.is_global_zero else True
@@ -76,7 +94,7 @@ class RequeueAtStepEnd(Callback):
         if not requeued:
             log.warning("the job was not requeued; training goes on until SLURM's limit")
             return
-        log.info("saved %s and requeued the job; waiting for SLURM to stop this attempt", path)
+        log.info("requeued the job; waiting for SLURM to stop this attempt")
         while True:  # SLURM ends the job (SIGTERM, then SIGKILL) and starts it again later
             time.sleep(1)
 
