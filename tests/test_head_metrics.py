@@ -172,8 +172,6 @@ def test_offset_err_is_zero_on_targets_and_positive_on_random(make_codec):
     assert {"test/offset_err/pose", "test/offset_err/blur"} <= set(noisy)
 
 
-
-
 @pytest.mark.parametrize("codec", [HIHCodec(S, H, decimal_size=4), OffsetValueCodec(S, H)], ids=["hih", "wov"])
 def test_integer_only_nme_at_corner_and_centre_on_targets(codec):
     """The integer heatmap alone, read at the argmax index (paper Table 7), is off by the
