@@ -7,10 +7,12 @@ inside the signal handler, wherever the signal interrupted the step (between the
 the loop's counters, say), so the resumed run can repeat or skip part of a step. :class:`RequeueAtStepEnd`
 takes the signal in its place (registered in ``setup``, before Lightning installs its handlers, so
 Lightning adds none) and acts at the next training step's end, where ``last.ckpt`` is exact too: all
-ranks agree (one all-reduce per step under DDP) and save the HPC checkpoint. Lightning then logs that
-step's row; at the next hook (the next step's start, or validation, or the epoch's end) rank 0
-requeues the job and every process waits for SLURM to end it, so the first attempt's log holds every
-row below the checkpoint's step and none that the resumed run logs again.
+ranks agree (one all-reduce per step under DDP) and save the HPC checkpoint; at an epoch's last step,
+after the epoch's validation instead (a checkpoint before it would resume past a validation that never
+ran). Lightning then logs that step's (or epoch's) rows; at the next hook (the next step's or epoch's
+start, or validation) rank 0 requeues the job and every process waits for SLURM to end it, so the
+first attempt's log holds every row below the checkpoint's step and none that the resumed run logs
+again. A signal after the last epoch's validation leaves the run to finish (the test phase is short).
 Inert outside SLURM, or where the SLURM environment's auto-requeue is off.
 """
 
@@ -59,29 +61,41 @@ class RequeueAtStepEnd(Callback):
         log.info("SLURM requeue signal (%s): checkpoint and requeue at the end of this training step", signum)
 
     def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._signum is None:
+        if self._signum is None or not self._agreed(trainer):
             return
-        pending = (
-            trainer.strategy.reduce_boolean_decision(self._pending, all=False)
-            if trainer.world_size > 1
-            else self._pending
-        )
-        if not pending:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._pending = True  # the epoch's validation first: saved in on_train_epoch_end
             return
-        self._pending = False
-        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)  # where Lightning resumes from
-        trainer.save_checkpoint(path)
-        self._saved = True
-        log.info("saved %s; requeueing the job after this step's row is logged", path)
+        self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._saved:
+            self._requeue_and_wait(trainer)
+        elif self._signum is not None and self._agreed(trainer):
+            self._save(trainer)
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        self._requeue_and_wait(trainer)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._requeue_and_wait(trainer)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._requeue_and_wait(trainer)
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._requeue_and_wait(trainer)
+    def _agreed(self, trainer) -> bool:
+        """Whether a signal is pending on any rank (every rank calls this at the same point); clears it."""
+        pending = self._pending
+        if trainer.world_size > 1:
+            pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
+        self._pending = False
+        return pending
+
+    def _save(self, trainer) -> None:
+        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)  # where Lightning resumes from
+        trainer.save_checkpoint(path)
+        self._saved = True
+        log.info("saved %s; requeueing the job once this step's rows are logged", path)
 
     def _requeue_and_wait(self, trainer) -> None:
         if not self._saved:
