@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install train test test-fast lint bench quantization flops gpu-check clean
+.PHONY: install train test test-fast lint bench quantization flops gpu-check slurm-up slurm-down clean
 
 install: $(STAMP)
 
@@ -48,6 +48,15 @@ flops: install
 # (docs/performance.md); ARGS=--tiny runs it on the CPU in seconds.
 gpu-check: install
 	$(BIN)/python scripts/gpu_check.py $(ARGS)
+
+# A one-node SLURM cluster on this machine, with accounting (as root, installs slurm-wlm, munge, slurmdbd
+# and mariadb-server where missing): the tests marked
+# slurm run against it; README "Running on a SLURM cluster".
+slurm-up:
+	scripts/local_slurm.sh up
+
+slurm-down:
+	scripts/local_slurm.sh down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -97,9 +97,11 @@ def test_slurm_launcher_follows_the_trainer():
     cfg = _compose(
         ["hydra/launcher=slurm", "trainer=ddp_multinode", "trainer.devices=8", "hydra.launcher.partition=gpu"]
     )
+    from hih.cli.slurm_launcher import gpus_for_trainer
+
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 8, 8)
+    assert (launcher.nodes, launcher.tasks_per_node, gpus_for_trainer(cfg.trainer)) == (2, 8, 8)
     assert launcher.partition == "gpu"
     assert launcher.additional_parameters.signal == "USR1@300"
     assert launcher.additional_parameters.requeue is True
@@ -131,7 +133,8 @@ def test_slurm_sweep_submits_multinode_array(tmp_path):
     sbatch = fake / "sbatch"
     sbatch.write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/job.sh\necho "sbatch: error: no cluster here" >&2\nexit 1\n')
     (fake / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit only checks that it exists
-    for tool in ("sbatch", "srun"):
+    (fake / "sinfo").write_text("#!/bin/sh\nexit 1\n")  # no partition to check the request against
+    for tool in ("sbatch", "srun", "sinfo"):
         (fake / tool).chmod((fake / tool).stat().st_mode | stat.S_IEXEC)
     env = {**_env(tmp_path), "PATH": f"{fake}:{os.environ['PATH']}"}
     proc = subprocess.run(

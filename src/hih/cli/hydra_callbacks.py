@@ -56,10 +56,10 @@ class SweepCallback(Callback):
     each callback, and one this class lacked was reported as a warning at the end of every multirun.
 
     on_job_start writes ``status.json`` = ``{"status": "running", "started", "host", "pid"}`` into
-    the job's folder; on_job_end rewrites it as ``completed`` or ``failed`` with the error and its
-    traceback (also logged to the job's log). This is how the report tells a failed job from a
-    running one: Hydra's launchers keep going after a failing job but record the failure nowhere
-    in the job's folder.
+    the job's folder (under SLURM also ``slurm_job`` and ``scheduler_log``, the job's stderr file);
+    on_job_end rewrites it as ``completed`` or ``failed`` with the error and its traceback (also
+    logged to the job's log). This is how the report tells a failed job from a running one: Hydra's
+    launchers keep going after a failing job but record the failure nowhere in the job's folder.
 
     on_multirun_start resolves ``wandb_sweep`` once in the sweep's master config: Hydra copies the
     master's resolver cache into every job's config, so ``${now:...}`` in the group is the same
@@ -81,11 +81,14 @@ class SweepCallback(Callback):
                 log.debug("%s not resolved in the master config: %s", key, e)
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        write_status(
-            _job_dir(config), {"status": "running", "started": _now(), "host": socket.gethostname(), "pid": os.getpid()}
-        )
+        if _rank() > 0:  # one process per job writes its status: the first of a multi-process (srun) job
+            return
+        status = {"status": "running", "started": _now(), "host": socket.gethostname(), "pid": os.getpid()}
+        write_status(_job_dir(config), {**status, **_scheduler_job()})
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        if _rank() > 0:
+            return
         job_dir = _job_dir(config)
         previous = read_status(job_dir) or {}
         status = {**previous, "ended": _now()}
@@ -185,6 +188,27 @@ def _job_dir(config: Any) -> Path:
         from hydra.core.hydra_config import HydraConfig
 
         return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _scheduler_job() -> dict[str, str]:
+    """Under SLURM: the job id and the stderr file where SLURM writes why it ended the job (submitit's)."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return {}
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = {"slurm_job": f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array else os.environ["SLURM_JOB_ID"]}
+    if "SUBMITIT_FOLDER" in os.environ:
+        try:
+            import submitit
+
+            job["scheduler_log"] = str(submitit.JobEnvironment().paths.stderr)
+        except Exception as e:  # the status file goes without it
+            log.debug("no submitit job environment: %s", e)
+    return job
+
+
+def _rank() -> int:
+    """This process's global rank where a launcher started several per job (srun, torchrun), else 0."""
+    return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
 
 def _now() -> str:

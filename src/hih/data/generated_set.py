@@ -38,25 +38,22 @@ def write_wflw_set(
         (tmp / "WFLW_images" / split).mkdir(parents=True, exist_ok=True)
     (tmp / LIST_DIR).mkdir(parents=True, exist_ok=True)
     flat = [(split, job) for split, js in jobs.items() for job in js]
-    from tqdm.auto import tqdm
+    from hih.progress import track
 
-    bar = tqdm(total=len(flat), desc=desc, unit=unit, disable=not progress)
+    def done(outputs):  # a bar on a terminal; a few plain lines in a log file (a SLURM job's .err)
+        return track(outputs, desc, total=len(flat), unit=unit) if progress else outputs
+
     lines: dict[str, list[str]] = {split: [] for split in jobs}
-    try:
-        if workers > 1 and len(flat) > 32 and not mp.current_process().daemon:
-            # spawn, never fork: forking a process whose torch/OpenMP threads are running can
-            # deadlock the children (seen when a trainer generates the set on first use).
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker) as pool:
-                for (split, _), out in zip(flat, pool.imap(work, [j for _, j in flat], chunksize=4)):
-                    lines[split] += out
-                    bar.update()
-        else:
-            for split, job in flat:
-                lines[split] += work(job)
-                bar.update()
-    finally:
-        bar.close()
+    if workers > 1 and len(flat) > 32 and not mp.current_process().daemon:
+        # spawn, never fork: forking a process whose torch/OpenMP threads are running can
+        # deadlock the children (seen when a trainer generates the set on first use).
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_init_worker) as pool:
+            for (split, _), out in done(zip(flat, pool.imap(work, [j for _, j in flat], chunksize=4))):
+                lines[split] += out
+    else:
+        for split, out in done((split, work(job)) for split, job in flat):
+            lines[split] += out
     for split, chunk in lines.items():
         (tmp / LIST_DIR / list_file_name(split)).write_text("\n".join(chunk) + ("\n" if chunk else ""))
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -74,8 +71,18 @@ def write_once(root: Path, manifest: dict, generate, progress: bool = True) -> P
     """Make ``root`` hold the set that ``manifest`` describes: reuse it when its manifest matches, else call
     ``generate(tmp)`` on a temporary folder next to ``root`` (it writes the set and the manifest) and rename
     it into place, so ``root`` never holds a half-written set. A non-empty ``root`` without a manifest is
-    never touched (FileExistsError). Returns ``root``.
+    never touched (FileExistsError). Processes that start together on an empty folder build it once
+    (:func:`hih.data.build_lock.build_lock`): the others wait and reuse it. Returns ``root``.
     """
+    from hih.data.build_lock import build_lock
+
+    if read_manifest(root) == manifest:
+        return root
+    with build_lock(root):  # decided again under the lock: another process may have built it meanwhile
+        return _write_once_locked(root, manifest, generate, progress)
+
+
+def _write_once_locked(root: Path, manifest: dict, generate, progress: bool) -> Path:
     old = read_manifest(root)
     if old == manifest:
         return root

@@ -10,6 +10,8 @@ Status of a job, from the most to the least certain evidence:
   ``completed``    metrics.json is there;
   ``failed``       status.json (written by :class:`hih.cli.hydra_callbacks.SweepCallback`) says so, or the job log has
                    a traceback;
+  ``cancelled``    status.json says the job started, and the scheduler's log that it ended it (scancel,
+                   time limit; :mod:`hih.analysis.scheduler_log`);
   ``running``      status.json says the job started and nothing says it ended (still running, or
                    killed by the scheduler: time limit, out of memory);
   ``no metrics``   the job ended without metrics.json (e.g. ``test=false``);

@@ -162,6 +162,8 @@ def read_run(job_dir: str | os.PathLike) -> Run:
     logged = _failure_in_logs(job_dir)
     if logged is not None:
         run.status, run.error = "failed", logged
+    elif status is not None and status.get("status") == "running" and (ended := _scheduler_ended(status)):
+        run.status, run.error = "cancelled", f"{ended} (see {status['scheduler_log']})"
     elif status is not None and status.get("status") == "running":
         run.status = "running"
         run.error = (
@@ -171,6 +173,12 @@ def read_run(job_dir: str | os.PathLike) -> Run:
     elif status is not None and status.get("status") == "completed":
         run.status, run.error = "no metrics", "the job ended without writing metrics.json (test=false?)"
     return run
+
+
+def _scheduler_ended(status: dict) -> str | None:
+    from hih.analysis.scheduler_log import ended_by_scheduler
+
+    return ended_by_scheduler(status["scheduler_log"]) if status.get("scheduler_log") else None
 
 
 def expected_overrides(multirun_dir: str | os.PathLike) -> list[list[str]] | None:
