@@ -33,6 +33,8 @@ def test_wheel_ships_the_configs(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
     assert "hih/conf/train.yaml" in names and "hih/conf/hydra/default.yaml" in names
+    # The SLURM launcher is a Hydra plugin: Hydra finds it only in the hydra_plugins namespace.
+    assert "hydra_plugins/hih_launcher/slurm_launcher.py" in names
 
     target = tmp_path / "target"
     subprocess.run([*pip, "install", "--no-deps", "--target", target, wheel], check=True, timeout=120)
@@ -66,3 +68,14 @@ def test_wheel_ships_the_configs(tmp_path):
     assert job.returncode == 0, job.stderr[-3000:]
     assert "_target_: lightning.pytorch.trainer.Trainer" in job.stdout
     assert "model:" in job.stdout and "data:" in job.stdout
+
+    plugin = subprocess.run(
+        [sys.executable, "-S", "-c", "import hydra_plugins.hih_launcher.slurm_launcher as m; print(m.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    assert plugin == str(target / "hydra_plugins" / "hih_launcher" / "slurm_launcher.py")
