@@ -42,6 +42,8 @@ from hih.methods import build_codec, build_loss, codec_parameters, get_method, h
 from hih.metrics import FaceAlignmentMetrics, HeadMetricMeter, PerFaceResults
 from hih.models.output import ModelOutput
 from hih.optim import as_partial, run_lengths
+from hih.warm_start import freeze as freeze_parts
+from hih.warm_start import keep_frozen_in_eval, load_backbone, param_groups, parse_freeze
 
 __all__ = ["FaceAlignmentModule"]
 
@@ -109,6 +111,10 @@ class FaceAlignmentModule(L.LightningModule):
     metric_threshold: FR / AUC cut-off as a fraction of the normalising distance (0.10 -> fr_10, auc_10).
     compile: ``torch.compile`` the net in place (state-dict keys unchanged).
     channels_last: channels-last weights and inputs (faster convolutions on tensor cores).
+    init_from: a hih-train checkpoint whose backbone (and integer heatmaps) this run starts from,
+        loaded when fitting starts (:func:`hih.warm_start.load_backbone`; strict about shapes).
+    freeze: "backbone" (or null): those parts get no gradient and stay in eval mode (BN statistics kept).
+    head_lr: the compensation head's own learning rate (its own optimizer parameter group), or null.
     """
 
     def __init__(
@@ -125,6 +131,9 @@ class FaceAlignmentModule(L.LightningModule):
         metric_threshold: float = 0.10,
         compile: bool = False,
         channels_last: bool = False,
+        init_from: str | None = None,
+        freeze: str | Sequence[str] | None = None,
+        head_lr: float | None = None,
     ) -> None:
         super().__init__()
         loss = _plain(loss)
@@ -164,6 +173,8 @@ class FaceAlignmentModule(L.LightningModule):
         self.loss_weights = self.criterion.options
         self.metric_threshold = float(metric_threshold)
         self.channels_last = bool(channels_last)
+        self.init_from, self.frozen, self.head_lr = init_from, parse_freeze(freeze), head_lr
+        freeze_parts(self.net, self.frozen)
 
         self.val_metrics = FaceAlignmentMetrics(self.norm_pair, (), self.metric_threshold)
         self.test_metrics = FaceAlignmentMetrics(self.norm_pair, self.subset_names, self.metric_threshold)
@@ -230,6 +241,13 @@ class FaceAlignmentModule(L.LightningModule):
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
         self.check_codec(getattr(self._trainer, "datamodule", None))
+        if stage == "fit" and self.init_from:  # a resumed fit then restores its own weights over these
+            load_backbone(self.net, self.init_from)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        keep_frozen_in_eval(self.net, self.frozen)
+        return self
 
     def check_codec(self, datamodule: Any) -> None:
         """Refuse a DataModule that encodes with another codec configuration than the one this module decodes."""
@@ -405,7 +423,7 @@ class FaceAlignmentModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        opt = self.optimizer_factory(self.parameters())
+        opt = self.optimizer_factory(param_groups(self, getattr(self.net, "head", None), self.head_lr))
         if self.scheduler_factory is None:
             return opt
         scheduler = self.scheduler_factory(opt, **run_lengths(self.trainer, self.scheduler_factory))
