@@ -62,6 +62,12 @@ def test_hih_c_pool_padding_output_sizes(padding, sizes):
 def test_hih_c_pool_padding_is_checked():
     with pytest.raises(ValueError, match="pool_padding"):
         HIHCHead(8, 3, heatmap_size=32, decimal_size=8, width=8, pool_padding=2)
+    with pytest.raises(ValueError, match="gives a 7x7 map, not 8x8"):  # one halving: nothing rounds 7 back to 8
+        HIHCHead(8, 3, heatmap_size=16, decimal_size=8, width=8, pool_padding=0)
+    assert (
+        HIHCHead(8, 3, heatmap_size=32, decimal_size=8, width=8, pool_padding=0)(torch.zeros(1, 8, 32, 32)).shape[-1]
+        == 8
+    )
 
 
 def test_align_corners_changes_the_upsampling_only():

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from hih.metrics import per_sample_nme
 from hih.methods import build_loss, get_method
+from hih.metrics import per_sample_nme
 from hih.models.output import ModelOutput
 from hih.warm_start import load_backbone
 
@@ -43,7 +43,7 @@ __all__ = [
 
 @dataclass
 class FeatureCache:
-    """The frozen backbone's output for a set of faces: fused (F, C, H, W), heatmap (F, N, H, W), landmarks (F, N, 2)."""
+    """A frozen backbone's output per face: fused (F, C, H, W), heatmap (F, N, H, W), landmarks (F, N, 2)."""
 
     fused: Tensor
     heatmap: Tensor
@@ -242,7 +242,9 @@ def train_head(
                     f"gain {ev['gain']:+.3f} loss {float(loss):.5f} ({time.perf_counter() - start:.0f} s)"
                 )
     ev = evaluate(setup, test, norm_pair)
-    tr = evaluate(setup, FeatureCache(*(t[:train_eval_faces] for t in (train.fused, train.heatmap, train.landmarks))), norm_pair)
+    tr = evaluate(
+        setup, FeatureCache(*(t[:train_eval_faces] for t in (train.fused, train.heatmap, train.landmarks))), norm_pair
+    )
     d = getattr(setup.codec, "decimal_size", None)
     return ProbeResult(
         name=setup.name,

@@ -76,6 +76,15 @@ class HIHCHead(nn.Module):
         k = _halvings(heatmap_size, decimal_size)
         if pool_padding not in (0, 1):
             raise ValueError(f"pool_padding must be 0 (the authors' pool) or 1, got {pool_padding!r}")
+        if k >= 1:
+            size = (heatmap_size - 3 + 2 * pool_padding) // 2 + 1
+            for _ in range(k - 1):
+                size = (size + 1) // 2  # each stride-2 block: ceil(size / 2)
+            if size != decimal_size:
+                raise ValueError(
+                    f"pool_padding={pool_padding} gives a {size}x{size} map, not {decimal_size}x{decimal_size}, "
+                    f"for a {heatmap_size}x{heatmap_size} heatmap (without padding the blocks must round it back)"
+                )
         self.decimal_size = decimal_size
         self.conv = ConvBNReLU(in_channels, width, 1)
         # padding=1 so 64 -> 32 exactly (the official unpadded pool gives 31 and only lands on 8 by rounding).
