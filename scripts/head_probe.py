@@ -26,9 +26,11 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--heads", nargs="+", default=HEADS, help="model[:decimal_loss] (default: %(default)s)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--features", default=None, help="cached features folder (default: OUT/features)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--overrides", nargs="*", default=["recipe=authors_release"], help="hih-train overrides")
     args = parser.parse_args()
@@ -43,6 +45,8 @@ def main() -> None:
         args.overrides,
         args.lr,
         args.eval_every,
+        batch_size=args.batch_size,
+        features_dir=args.features,
         log=lambda line: print(line, flush=True),
     )
     for row in summary["table"]:

@@ -145,3 +145,24 @@ def test_recipe_builds(model):
     assert out.heatmaps[-1].shape == (1, 3, 32, 32)
     if model != "wom":
         assert out.head.shape == (1, 3, 8, 8) and codec.decimal_size == 8
+
+
+@pytest.mark.parametrize("run", ["hih_c", "hih_t", "hih_l", "hih_c_l2", "hih_t_l2", "hih_c_tuned", "hih_t_tuned"])
+def test_decimal_recipe_sweep_runs_compose(run, monkeypatch):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from hih.config import config_dir
+
+    monkeypatch.setenv("HIH_RECIPE_BACKBONE", "/runs/backbone.ckpt")
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = hydra_compose("train", ["sweep=decimal_recipe", f"+sweep/decimal_recipe={run}"], return_hydra_config=True)
+    assert cfg.model.name == run.split("_l2")[0].split("_tuned")[0] and cfg.sweep_name == "decimal_recipe"
+    assert list(cfg.sweep.seeds) == [0, 1, 2] and cfg.data.input_size == 128 and cfg.model.decimal_size == 8
+    for key, value in RECIPE.items():
+        assert _get(cfg, key) == value, key
+    assert cfg.model.loss.decimal_loss == ("l2" if run.endswith("_l2") else "cls")
+    if run.endswith("_tuned"):
+        assert cfg.module.init_from == "/runs/backbone.ckpt" and cfg.module.head_lr == 10 * cfg.module.optimizer.lr
+    else:
+        assert cfg.module.init_from is None and cfg.module.head_lr is None

@@ -91,15 +91,19 @@ def run_study(
     overrides: Sequence[str] = (),
     lr: float = 1e-3,
     eval_every: int = 0,
+    batch_size: int = 32,
+    features_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
+    """Train every ``specs`` head ("model[:decimal_loss]") once per seed; ``features_dir`` (default
+    ``out_dir/features``) holds the cached features, shared by studies of the same backbone."""
     from hih.data.datasets import get_layout
     from hih.pipeline import compose
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = compose("train", [*overrides])
-    train, test = features(base, ckpt, out_dir / "features", log)
+    train, test = features(base, ckpt, features_dir or out_dir / "features", log)
     norm_pair = get_layout(base.data.layout).norm_pair
     results, gradients, measured = [], [], set()
     json_path = out_dir / "probe.json"
@@ -112,11 +116,20 @@ def run_study(
                 measured.add(model)
                 for loss in GRADIENT_LOSSES:
                     fresh = build_head(cfg, seed)
-                    g = gradient_at_last_layer(fresh, train, {**fresh.loss, **loss})
+                    g = gradient_at_last_layer(fresh, train, {**fresh.loss, **loss}, batch_size=batch_size)
                     gradients.append({"spec": spec, **loss, "grad_last_layer_at_init": g})
                     log(f"{spec}: gradient at the last layer at init, {loss}: {g:.3e}")
             result = train_head(
-                setup, train, test, norm_pair, steps=steps, seed=seed, lr=lr, eval_every=eval_every, log=log
+                setup,
+                train,
+                test,
+                norm_pair,
+                steps=steps,
+                seed=seed,
+                lr=lr,
+                batch_size=batch_size,
+                eval_every=eval_every,
+                log=log,
             )
             row = {"spec": spec, **result.row()}
             results.append(row)
@@ -127,7 +140,7 @@ def run_study(
             json_path.write_text(json.dumps({"results": results, "gradients": gradients}, indent=1))
     summary = {"results": results, "gradients": gradients, "table": table(results), "ckpt": str(ckpt)}
     json_path.write_text(json.dumps(summary, indent=1))
-    (out_dir / "probe.md").write_text(markdown(summary, steps, overrides))
+    (out_dir / "probe.md").write_text(markdown(summary, steps, overrides, batch_size, lr))
     return summary
 
 
@@ -159,10 +172,10 @@ def table(results: Sequence[dict]) -> list[dict]:
     return rows
 
 
-def markdown(summary: dict, steps: int, overrides: Sequence[str]) -> str:
+def markdown(summary: dict, steps: int, overrides: Sequence[str], batch_size: int, lr: float) -> str:
     lines = [
         f"Head probes on cached features of {summary['ckpt']}",
-        f"({steps} steps per run; overrides: {' '.join(overrides)})",
+        f"({steps} steps of batch {batch_size} per run, Adam {lr:g}; overrides: {' '.join(overrides)})",
         "",
         "| head:loss | seeds | test signal (x chance) | train signal | gain (NME) ± 95 % | NME | integer only "
         "| grad at last layer (first 50 steps) | wall (s) |",
