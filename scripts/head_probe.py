@@ -2,6 +2,7 @@
 
     python scripts/head_probe.py CKPT --out DIR                       # the study's heads, 3 seeds
     python scripts/head_probe.py CKPT --out DIR --heads hih_c:cls wom --seeds 0 --steps 500
+    python scripts/head_probe.py --multirun MULTIRUN [MULTIRUN ...]   # the sweep's runs, over seeds
 
 CKPT: a hih-train checkpoint whose backbone fits the composed model (--overrides, by default the
 quickstart under recipe=authors_release). Writes DIR/probe.json and DIR/probe.md; the features are
@@ -15,15 +16,16 @@ import time
 
 import torch
 
-from hih.analysis.head_probe_study import run_study
+from hih.analysis.head_probe_study import multirun_table, run_study
 
 HEADS = ["hih_l:cls", "wom", "hih_c:cls", "hih_c:l2", "hih_t:cls", "hih_t:l2", "wov"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ckpt")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("ckpt", nargs="?")
+    parser.add_argument("--out")
+    parser.add_argument("--multirun", nargs="+", help="summarise sweep=decimal_recipe multiruns instead")
     parser.add_argument("--heads", nargs="+", default=HEADS, help="model[:decimal_loss] (default: %(default)s)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=2000)
@@ -34,6 +36,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--overrides", nargs="*", default=["recipe=authors_release"], help="hih-train overrides")
     args = parser.parse_args()
+    if args.multirun:
+        for row in multirun_table(args.multirun):
+            print(row)
+        return
+    if not (args.ckpt and args.out):
+        parser.error("CKPT and --out are required for a probe")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     summary = run_study(

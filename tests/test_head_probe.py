@@ -85,3 +85,22 @@ def test_study_runs_from_a_checkpoint(tmp_path):
     assert "hih_c:cls" in (tmp_path / "probe" / "probe.md").read_text()
     # A second study reuses the cached features.
     assert (tmp_path / "probe" / "features" / "train.pt").is_file()
+
+
+def test_multirun_table_groups_seeds_and_counts_missing_runs(tmp_path):
+    from hih.analysis.head_probe_study import multirun_table
+
+    def job(i: int, run: str, seed: int, acc: float | None):
+        (tmp_path / str(i) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(i) / ".hydra" / "overrides.yaml").write_text(
+            f"- seed={seed}\n- +sweep/decimal_recipe={run}\n- sweep=decimal_recipe\n"
+        )
+        if acc is not None:
+            (tmp_path / str(i) / "metrics.json").write_text(json.dumps({"test/decimal_acc": acc, "test/nme": 3.0}))
+
+    for i, (run, seed, acc) in enumerate([("hih_c", 0, 0.1), ("hih_c", 1, 0.2), ("hih_c", 2, 0.3), ("hih_t", 0, None)]):
+        job(i, run, seed, acc)
+    rows = {r["run"]: r for r in multirun_table([tmp_path])}
+    assert rows["hih_c"]["seeds"] == 3 and rows["hih_c"]["test/decimal_acc"] == pytest.approx(0.2)
+    assert rows["hih_c"]["test/decimal_acc_ci"] == pytest.approx(4.303 * 0.1 / 3**0.5, rel=1e-4)
+    assert rows["hih_t"] == {"run": "hih_t", "seeds": 0, "missing": 1}

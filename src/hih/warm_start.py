@@ -13,6 +13,7 @@ This separates "can the head learn on a trained backbone" from "does the head di
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from torch import nn
 from hih.checkpoints import CheckpointMismatchError, load_state_dict
 
 __all__ = ["FREEZABLE", "freeze", "keep_frozen_in_eval", "load_backbone", "param_groups", "parse_freeze"]
+
+log = logging.getLogger(__name__)
 
 #: The parts of a :class:`hih.models.net.LandmarkNet` that ``module.freeze`` may name.
 FREEZABLE = ("backbone",)
@@ -81,6 +84,7 @@ def load_backbone(net: nn.Module, path: str | Path) -> int:
             + ". Use the model settings (channels, stacks, landmarks) of the run that wrote it."
         )
     backbone.load_state_dict(source, strict=True)
+    log.info(f"module.init_from: loaded {len(source)} backbone tensors from {path}")
     return len(source)
 
 

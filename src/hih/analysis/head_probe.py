@@ -239,7 +239,7 @@ def train_head(
             if log:
                 log(
                     f"  {setup.name} seed {seed} step {step}: test {_signal_name(setup)} {ev['signal']:.4f} "
-                    f"gain {ev['gain']:+.3f} loss {float(loss):.5f} ({time.perf_counter() - start:.0f} s)"
+                    f"gain {ev['gain']:+.3f} loss {loss.item():.5f} ({time.perf_counter() - start:.0f} s)"
                 )
     ev = evaluate(setup, test, norm_pair)
     tr = evaluate(

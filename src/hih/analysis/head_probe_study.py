@@ -25,7 +25,7 @@ from hih.analysis.head_probe import (
     train_head,
 )
 
-__all__ = ["GRADIENT_LOSSES", "parse_spec", "run_study", "t_interval"]
+__all__ = ["GRADIENT_LOSSES", "multirun_table", "parse_spec", "run_study", "t_interval"]
 
 #: The loss settings whose gradient at the decimal heads' last layer the study reports.
 GRADIENT_LOSSES = (
@@ -193,3 +193,36 @@ def markdown(summary: dict, steps: int, overrides: Sequence[str], batch_size: in
         for g in summary["gradients"]:
             lines.append(f"| {g['spec']} | {g['decimal_loss']} | {g['head']} | {g['grad_last_layer_at_init']:.3e} |")
     return "\n".join(lines) + "\n"
+
+
+#: The end-to-end runs' test metrics that :func:`multirun_table` summarises over seeds.
+MULTIRUN_KEYS = ("test/nme", "test/nme_integer", "test/decimal_acc", "test/decimal_gain")
+
+
+def multirun_table(multirun_dirs: Sequence[str | Path], group: str = "+sweep/decimal_recipe") -> list[dict]:
+    """hih-train multirun jobs grouped by their ``group`` override (the run's file), each metric's mean
+    and 95 % t-interval over the seeds; jobs without metrics.json are counted as missing."""
+    import yaml
+
+    runs: dict[str, list[dict]] = {}
+    missing: dict[str, int] = {}
+    for folder in multirun_dirs:
+        for job in sorted(p for p in Path(folder).iterdir() if (p / ".hydra" / "overrides.yaml").is_file()):
+            overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+            name = overrides.get(group, "?")
+            metrics_path = job / "metrics.json"
+            if not metrics_path.is_file():
+                missing[name] = missing.get(name, 0) + 1
+                continue
+            metrics = json.loads(metrics_path.read_text())
+            runs.setdefault(name, []).append({"seed": overrides.get("seed"), **metrics})
+    rows = []
+    for name, jobs in runs.items():
+        row = {"run": name, "seeds": len(jobs), "missing": missing.pop(name, 0)}
+        for key in MULTIRUN_KEYS:
+            values = [j[key] for j in jobs if key in j]
+            if values:
+                row[key], row[key + "_ci"] = t_interval(values)
+        rows.append(row)
+    rows += [{"run": name, "seeds": 0, "missing": n} for name, n in missing.items()]
+    return rows
