@@ -215,10 +215,11 @@ def multirun_table(multirun_dirs: Sequence[str | Path], group: str = "+sweep/dec
                 missing[name] = missing.get(name, 0) + 1
                 continue
             metrics = json.loads(metrics_path.read_text())
-            runs.setdefault(name, []).append({"seed": overrides.get("seed"), **metrics})
+            runs.setdefault(name, []).append({"seed": overrides.get("seed"), **metrics, "wall_s": _wall(job)})
     rows = []
     for name, jobs in runs.items():
         row = {"run": name, "seeds": len(jobs), "missing": missing.pop(name, 0)}
+        row["wall_s"] = sum(j["wall_s"] for j in jobs if j["wall_s"] is not None)
         for key in MULTIRUN_KEYS:
             values = [j[key] for j in jobs if key in j]
             if values:
@@ -226,3 +227,14 @@ def multirun_table(multirun_dirs: Sequence[str | Path], group: str = "+sweep/dec
         rows.append(row)
     rows += [{"run": name, "seeds": 0, "missing": n} for name, n in missing.items()]
     return rows
+
+
+def _wall(job: Path) -> float | None:
+    """Seconds from start to end of a job (its status.json, written by the sweep callback), or None."""
+    from datetime import datetime
+
+    try:
+        status = json.loads((job / "status.json").read_text())
+        return (datetime.fromisoformat(status["ended"]) - datetime.fromisoformat(status["started"])).total_seconds()
+    except (OSError, KeyError, ValueError):
+        return None
