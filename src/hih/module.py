@@ -23,17 +23,18 @@ from torch import Tensor, nn
 from hih.codecs.base import Codec
 from hih.codecs.matching import check_encoder, check_net
 from hih.config import plain
-from hih.data.targets import TARGETS_KEY
+from hih.data.targets import batch_targets
 from hih.evaluation import StageEvaluator, metric_key
 from hih.evaluation.normalisation import resolve_normalisation
 from hih.methods import build_loss
 from hih.metrics import PerFaceResults
 from hih.models.output import ModelOutput
 from hih.optim import as_partial, run_lengths
+from hih.warm_start import WarmStart
 
 __all__ = ["FaceAlignmentModule"]
 
-#: Adam when no optimizer is given (conf/module/default.yaml always gives one); no scheduler: a constant lr.
+#: Adam when no optimizer is given (conf/module/default.yaml gives one); no scheduler: a constant lr.
 DEFAULT_OPTIMIZER = functools.partial(torch.optim.Adam, lr=1e-3)
 
 
@@ -54,6 +55,8 @@ class FaceAlignmentModule(L.LightningModule):
     metric_threshold: FR / AUC cut-off as a fraction of the normalising distance (0.10 -> fr_10, auc_10).
     compile: ``torch.compile`` the net in place (state-dict keys unchanged).
     channels_last: channels-last weights and inputs (faster convolutions on tensor cores).
+    init_from, freeze, head_lr: start from another run's backbone (strict about shapes), freeze it
+        ("backbone": no gradient, BN statistics kept), give the head its own lr (:mod:`hih.warm_start`).
     """
 
     def __init__(
@@ -70,6 +73,9 @@ class FaceAlignmentModule(L.LightningModule):
         metric_threshold: float = 0.10,
         compile: bool = False,
         channels_last: bool = False,
+        init_from: str | None = None,
+        freeze: str | Sequence[str] | None = None,
+        head_lr: float | None = None,
     ) -> None:
         super().__init__()
         loss, norm_pair, subset_names = plain(loss), plain(norm_pair), plain(subset_names)
@@ -91,6 +97,7 @@ class FaceAlignmentModule(L.LightningModule):
         self.loss_weights = self.criterion.options
         self.metric_threshold = float(metric_threshold)
         self.channels_last = bool(channels_last)
+        self.warm_start = WarmStart(self.net, init_from, freeze, head_lr)
         #: Evaluation, one component per stage: metrics, head meter, re-decoders (hih.evaluation).
         self.train_evaluator, self.val_evaluator, self.test_evaluator = (
             StageEvaluator(stage, codec, self.norm_pair, self.subset_names, self.metric_threshold)
@@ -108,6 +115,12 @@ class FaceAlignmentModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.check_codec(getattr(self._trainer, "datamodule", None))
+        self.warm_start.setup(stage)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.warm_start.train()
+        return self
 
     def check_codec(self, datamodule: Any) -> None:
         """Refuse a DataModule that encodes with another codec configuration than the one this module decodes."""
@@ -122,20 +135,8 @@ class FaceAlignmentModule(L.LightningModule):
         """Ground-truth integer cells floor(u) (the codec's "cell" target) for heads that read around them (HIH_L)."""
         return targets["cell"] if getattr(self.net, "wants_cells", False) else None
 
-    def _targets(self, batch: Mapping[str, Any], required: bool = True) -> Mapping[str, Tensor] | None:
-        """The codec's targets the DataModule added to ``batch`` on this device: the one place the steps
-        read them from. None when absent and not ``required`` (evaluation on coordinate-only batches)."""
-        targets = batch.get(TARGETS_KEY)
-        if targets is None and required:
-            raise KeyError(
-                f"training batches must carry the codec's targets under {TARGETS_KEY!r}, got keys {sorted(batch)}: "
-                "FaceDataModule(codec=...) adds them on the device; wrap plain DataLoaders in "
-                "hih.data.targets.EncodedLoaders(module.codec, train=..., val=..., test=...)"
-            )
-        return targets
-
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        targets = self._targets(batch)
+        targets = batch_targets(batch)
         cells = self._train_cells(targets)
         # forward(image) alone unless the head needs the cells: subclasses may override forward(image).
         output = self(batch["image"]) if cells is None else self(batch["image"], cells)
@@ -155,7 +156,7 @@ class FaceAlignmentModule(L.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         output = self(batch["image"])
-        targets = self._targets(batch, required=False)
+        targets = batch_targets(batch, required=False)
         if targets is not None:
             loss = self.criterion(output, targets)["loss"]
             self.log("val/loss", loss, on_epoch=True, batch_size=batch["image"].shape[0], sync_dist=True)
@@ -172,7 +173,7 @@ class FaceAlignmentModule(L.LightningModule):
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         output = self(batch["image"])
-        targets = self._targets(batch, required=False)
+        targets = batch_targets(batch, required=False)
         self.test_evaluator.update(output, batch["landmarks"], targets, batch.get("subsets"), batch.get("index"))
 
     def on_test_epoch_end(self) -> None:
@@ -190,7 +191,7 @@ class FaceAlignmentModule(L.LightningModule):
         return self.codec.decode(self(image).for_codec()).float()
 
     def configure_optimizers(self):
-        opt = self.optimizer_factory(self.parameters())
+        opt = self.optimizer_factory(self.warm_start.param_groups(self))
         if self.scheduler_factory is None:
             return opt
         scheduler = self.scheduler_factory(opt, **run_lengths(self.trainer, self.scheduler_factory))

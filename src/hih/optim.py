@@ -114,5 +114,6 @@ def cosine(optimizer: Optimizer, total_steps: int, min_lr_ratio: float = 0.0, wa
 
 
 def onecycle(optimizer: Optimizer, total_steps: int, pct_start: float = 0.3) -> LRScheduler:
-    """One-cycle schedule peaking at the optimizer's lr."""
-    return OneCycleLR(optimizer, max_lr=optimizer.defaults["lr"], total_steps=total_steps, pct_start=float(pct_start))
+    """One-cycle schedule peaking at each parameter group's own lr (e.g. a head's ``module.head_lr``)."""
+    peaks = [group["lr"] for group in optimizer.param_groups]
+    return OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=float(pct_start))

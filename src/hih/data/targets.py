@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-__all__ = ["TARGETS_KEY", "EncodedLoaders", "add_targets", "encodes_now"]
+__all__ = ["TARGETS_KEY", "EncodedLoaders", "add_targets", "batch_targets", "encodes_now"]
 
 #: The batch key of the codec's targets: ``batch["targets"] = codec.encode(batch["landmarks"])``.
 TARGETS_KEY = "targets"
@@ -36,6 +36,19 @@ def add_targets(batch: Any, codec: Any) -> Any:
     with torch.no_grad():
         targets = codec.encode(batch["landmarks"])
     return {**batch, TARGETS_KEY: targets}
+
+
+def batch_targets(batch: Mapping[str, Any], required: bool = True) -> Mapping[str, Any] | None:
+    """The codec's targets that :func:`add_targets` put into ``batch``: the one place the LightningModule's
+    steps read them from. None when absent and not ``required`` (evaluation on coordinate-only batches)."""
+    targets = batch.get(TARGETS_KEY)
+    if targets is None and required:
+        raise KeyError(
+            f"training batches must carry the codec's targets under {TARGETS_KEY!r}, got keys {sorted(batch)}: "
+            "FaceDataModule(codec=...) adds them on the device; wrap plain DataLoaders in "
+            "hih.data.targets.EncodedLoaders(module.codec, train=..., val=..., test=...)"
+        )
+    return targets
 
 
 def encodes_now(trainer: Any) -> bool:

@@ -209,6 +209,7 @@ def build_net(
     input_size: int = 256,
     backbone: str = "hourglass",
     hourglass_depth: int = 4,
+    align_corners: bool = False,
     **head_kwargs,
 ) -> LandmarkNet:
     """Build backbone + compensation head.
@@ -219,6 +220,7 @@ def build_net(
     backbone: "hourglass" (``stacks`` stacked hourglasses of ``hourglass_depth`` and ``channels``
     features) or "timm:<model name>" (that model's features of stride >= 4 aggregated at stride 4,
     randomly initialised since there is no internet, 1 stack; see :class:`TimmBackbone`).
+    align_corners: the hourglass's bilinear upsampling convention (True: the authors' released code).
     head_kwargs: the head's widths (HIH_C ``width``; HIH_L ``width``, ``window``, ``reduced``;
     HIH_T ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``regression_width``;
     WOV / WOM ``width``, ``num_convs``).
@@ -237,11 +239,15 @@ def build_net(
     heatmap_size = input_size // 4
     fuse = method is not None
     if backbone == "hourglass":
-        body: nn.Module = StackedHourglass(num_landmarks, stacks, channels, hourglass_depth, fuse_last=fuse)
+        body: nn.Module = StackedHourglass(
+            num_landmarks, stacks, channels, hourglass_depth, fuse_last=fuse, align_corners=align_corners
+        )
         init_small_normal(body)
     elif backbone.startswith("timm:"):
         if stacks != 1:
             raise ValueError(f"timm backbones have a single stack, got stacks={stacks}")
+        if align_corners:
+            raise ValueError("align_corners applies to the hourglass's upsampling; timm backbones keep their own")
         body = TimmBackbone(backbone.removeprefix("timm:"), num_landmarks, channels, fuse_last=fuse)
         init_small_normal(body.output)  # timm keeps its own initialisation for the backbone proper
         init_small_normal(body.projections)

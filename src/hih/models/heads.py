@@ -56,6 +56,8 @@ class HIHCHead(nn.Module):
 
     conv-BN-ReLU (stride 1) -> 3x3/2 max-pool -> (k-1) modified basic blocks (stride 2) -> eq. 6,
     where H = 2**k * decimal_size. ``width`` is the official ``target_o`` (384 matches Table 1).
+    ``pool_padding``: 1 (default) halves exactly (64 -> 32 -> 16 -> 8); 0 is the authors' released
+    pool (64 -> 31 -> 16 -> 8, landing on d only through the stride-2 blocks' rounding).
     Init: every conv N(0, 0.001^2), zero bias; ``init_std`` changes the std (see :func:`check_init_std`).
     """
 
@@ -67,14 +69,26 @@ class HIHCHead(nn.Module):
         decimal_size: int = 8,
         width: int = 384,
         init_std: float | None = None,
+        pool_padding: int = 1,
     ):
         super().__init__()
         std = check_init_std(init_std)
         k = _halvings(heatmap_size, decimal_size)
+        if pool_padding not in (0, 1):
+            raise ValueError(f"pool_padding must be 0 (the authors' pool) or 1, got {pool_padding!r}")
+        if k >= 1:
+            size = (heatmap_size - 3 + 2 * pool_padding) // 2 + 1
+            for _ in range(k - 1):
+                size = (size + 1) // 2  # each stride-2 block: ceil(size / 2)
+            if size != decimal_size:
+                raise ValueError(
+                    f"pool_padding={pool_padding} gives a {size}x{size} map, not {decimal_size}x{decimal_size}, "
+                    f"for a {heatmap_size}x{heatmap_size} heatmap (without padding the blocks must round it back)"
+                )
         self.decimal_size = decimal_size
         self.conv = ConvBNReLU(in_channels, width, 1)
         # padding=1 so 64 -> 32 exactly (the official unpadded pool gives 31 and only lands on 8 by rounding).
-        self.pool = nn.MaxPool2d(3, 2, padding=1) if k >= 1 else nn.Identity()
+        self.pool = nn.MaxPool2d(3, 2, padding=int(pool_padding)) if k >= 1 else nn.Identity()
         self.blocks = nn.Sequential(*(DownBlock(width, width, 2) for _ in range(max(k - 1, 0))))
         self.head = regression_head(width, width, num_landmarks)
         init_small_normal(self, 0.001 if std is None else std)

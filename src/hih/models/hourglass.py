@@ -15,23 +15,27 @@ from hih.models.layers import Bottleneck, ConvBNReLU
 
 
 class Hourglass(nn.Module):
-    """Recursive hourglass: (B, C, H, W) -> (B, C, H, W); H and W divisible by 2**depth."""
+    """Recursive hourglass: (B, C, H, W) -> (B, C, H, W); H and W divisible by 2**depth.
 
-    def __init__(self, channels: int, depth: int = 4):
+    ``align_corners``: the bilinear upsampling's convention; True is the authors' released code.
+    """
+
+    def __init__(self, channels: int, depth: int = 4, align_corners: bool = False):
         super().__init__()
         if depth < 1:
             raise ValueError(f"hourglass depth must be >= 1, got {depth}")
         self.depth = depth
+        self.align_corners = bool(align_corners)
         self.skip = Bottleneck(channels, channels)
         self.down = Bottleneck(channels, channels)
-        self.inner = Hourglass(channels, depth - 1) if depth > 1 else Bottleneck(channels, channels)
+        self.inner = Hourglass(channels, depth - 1, align_corners) if depth > 1 else Bottleneck(channels, channels)
         self.up = Bottleneck(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
         low = self.up(self.inner(self.down(F.max_pool2d(x, 2))))
         # align_corners=False keeps the pixel-area convention of hih: a 2x2 pooled cell maps back onto
         # exactly the four pixels it came from (align_corners=True would shift features by up to half a cell).
-        return self.skip(x) + F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.skip(x) + F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=self.align_corners)
 
 
 class StackOutput(nn.Module):
@@ -63,10 +67,17 @@ class StackedHourglass(nn.Module):
 
     forward(image (B, 3, S, S)) -> (heatmaps: list of ``stacks`` tensors (B, N, S/4, S/4),
     fused (B, C, S/4, S/4) after the last stack, or None when ``fuse_last`` is False).
+    ``align_corners``: each hourglass's upsampling convention (see :class:`Hourglass`).
     """
 
     def __init__(
-        self, num_landmarks: int, stacks: int = 1, channels: int = 256, depth: int = 4, fuse_last: bool = True
+        self,
+        num_landmarks: int,
+        stacks: int = 1,
+        channels: int = 256,
+        depth: int = 4,
+        fuse_last: bool = True,
+        align_corners: bool = False,
     ):
         super().__init__()
         if stacks < 1:
@@ -82,7 +93,7 @@ class StackedHourglass(nn.Module):
             Bottleneck(channels // 2, channels // 2),
             Bottleneck(channels // 2, channels),
         )
-        self.hourglasses = nn.ModuleList(Hourglass(channels, depth) for _ in range(stacks))
+        self.hourglasses = nn.ModuleList(Hourglass(channels, depth, align_corners) for _ in range(stacks))
         self.outputs = nn.ModuleList(
             StackOutput(channels, num_landmarks, fuse=fuse_last or i < stacks - 1) for i in range(stacks)
         )
