@@ -18,14 +18,6 @@ from hih.models.heads import HIHLHead
 N, S, D = 4, 64, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _ideal_cache(codec: HIHCodec, faces: int, seed: int) -> FeatureCache:
     """Features that hold every landmark's sub-cell position: its ideal integer heatmap (a Gaussian at u)."""
     g = torch.Generator().manual_seed(seed)

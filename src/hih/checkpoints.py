@@ -45,10 +45,9 @@ def _reason(err: Exception) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def load_weights(module: nn.Module, path: str | Path) -> None:
-    """Load weights into ``module``; a mismatch lists the missing, unexpected and reshaped keys."""
-    state = load_state_dict(path)
-    own = module.state_dict()
+def state_mismatch(own: dict, state: dict) -> tuple[list[str], list[str], list[str]]:
+    """What keeps ``state`` from loading strictly into a module whose state dict is ``own``: the missing
+    keys, the unexpected keys and the reshaped ones (``"key: checkpoint (..) vs model (..)"``)."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     reshaped = [
@@ -56,6 +55,13 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
         for k in own
         if k in state and state[k].shape != own[k].shape
     ]
+    return missing, unexpected, reshaped
+
+
+def load_weights(module: nn.Module, path: str | Path) -> None:
+    """Load weights into ``module``; a mismatch lists the missing, unexpected and reshaped keys."""
+    state = load_state_dict(path)
+    missing, unexpected, reshaped = state_mismatch(module.state_dict(), state)
     if missing or unexpected or reshaped:
 
         def show(keys: list[str]) -> str:

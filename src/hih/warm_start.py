@@ -20,7 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
-from hih.checkpoints import CheckpointMismatchError, load_state_dict
+from hih.checkpoints import CheckpointMismatchError, load_state_dict, state_mismatch
 
 __all__ = ["FREEZABLE", "WarmStart", "freeze", "keep_frozen_in_eval", "load_backbone", "param_groups", "parse_freeze"]
 
@@ -54,14 +54,7 @@ def load_backbone(net: nn.Module, path: str | Path) -> int:
     if backbone is None:
         raise TypeError(f"module.init_from needs a net with a .backbone, got {type(net).__name__}")
     source = _backbone_state(load_state_dict(path), path)
-    own = backbone.state_dict()
-    missing = sorted(set(own) - set(source))
-    unexpected = sorted(set(source) - set(own))
-    reshaped = [
-        f"{k}: checkpoint {tuple(source[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in source and source[k].shape != own[k].shape
-    ]
+    missing, unexpected, reshaped = state_mismatch(backbone.state_dict(), source)
     if missing or unexpected or reshaped:
 
         def show(keys: list[str]) -> str:
