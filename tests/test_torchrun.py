@@ -11,19 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tiny import DDP, QUIET
+from tiny import TINY_SUBPROCESS as TINY
+
 VENV_BIN = Path(sys.executable).parent
-TINY = [
-    "data.input_size=64",
-    "data.heatmap_size=16",
-    "model.channels=16",
-    "model.head_width=16",
-    "data.datamodule.n_train=24",
-    "data.datamodule.batch_size=4",
-    "data.datamodule.num_workers=0",
-    "logger=csv",
-]
-QUIET = ["~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]  # hih-train's: no bar in a log file
-DDP = ["data.datamodule.n_test=13", "data.datamodule.val_fraction=0.25", "module.metric_threshold=1.0"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
