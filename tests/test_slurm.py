@@ -97,6 +97,21 @@ def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def _sacct_settled(job: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """sacct's answer once no task of ``job`` is still pending or running. The sweep returns as soon as each
+    job's result file is written; the job itself (the interpreter's exit, SLURM's epilogue, the record in
+    slurmdbd) ends a moment later, so an immediate sacct can still say RUNNING (seen in CI)."""
+    args = ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", job]
+    unsettled = ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED")
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        states = [line.split("|")[-1] for line in proc.stdout.split()]
+        if proc.returncode != 0 or not any(s in unsettled for s in states) or time.monotonic() > deadline:
+            return proc
+        time.sleep(0.5)
+
+
 def test_sweep_through_sbatch_then_report(tmp_path, job_name):
     """Two grid points as one job array on a fresh data folder (both jobs generate the synthetic set at
     once), both run to the end, hih-report gives both rows."""
@@ -123,9 +138,7 @@ def test_sweep_through_sbatch_then_report(tmp_path, job_name):
         assert (sweep / str(num) / "metrics.json").is_file(), _logs(sweep)
         assert json.loads((sweep / str(num) / "status.json").read_text())["status"] == "completed"
     (array,) = arrays
-    sacct = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", array], capture_output=True, text=True
-    )
+    sacct = _sacct_settled(array)
     if sacct.returncode == 0:  # a cluster with accounting: both jobs recorded as completed
         assert sorted(sacct.stdout.split()) == [f"{array}_0|COMPLETED", f"{array}_1|COMPLETED"], sacct.stdout
     else:
