@@ -3,6 +3,7 @@
     python scripts/head_probe.py CKPT --out DIR                       # the study's heads, 3 seeds
     python scripts/head_probe.py CKPT --out DIR --heads hih_c:cls wom --seeds 0 --steps 500
     python scripts/head_probe.py --multirun MULTIRUN [MULTIRUN ...]   # the sweep's runs, over seeds
+    python scripts/head_probe.py --multirun MULTIRUN ... --figure curves.png   # and their val curves
 
 CKPT: a hih-train checkpoint whose backbone fits the composed model (--overrides, by default the
 quickstart under recipe=authors_release). Writes DIR/probe.json and DIR/probe.md; the features are
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
-from hih.analysis.head_probe_study import multirun_table, run_study
+from hih.analysis.head_probe_study import multirun_markdown, multirun_table, run_study
+from hih.analysis.seed_curves import seed_curves, seed_curves_figure
 
 HEADS = ["hih_l:cls", "wom", "hih_c:cls", "hih_c:l2", "hih_t:cls", "hih_t:l2", "wov"]
 
@@ -26,6 +29,8 @@ def main() -> None:
     parser.add_argument("ckpt", nargs="?")
     parser.add_argument("--out")
     parser.add_argument("--multirun", nargs="+", help="summarise sweep=decimal_recipe multiruns instead")
+    parser.add_argument("--figure", help="with --multirun: the runs' validation curves over seeds (a .png)")
+    parser.add_argument("--chance", type=float, default=1 / 64, help="with --multirun: 1/d^2 (default d = 8)")
     parser.add_argument("--heads", nargs="+", default=HEADS, help="model[:decimal_loss] (default: %(default)s)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=2000)
@@ -37,8 +42,13 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="*", default=["recipe=authors_release"], help="hih-train overrides")
     args = parser.parse_args()
     if args.multirun:
-        for row in multirun_table(args.multirun):
-            print(row)
+        print(multirun_markdown(multirun_table(args.multirun), args.chance))
+        if args.figure:
+            names = ", ".join(Path(m).name for m in args.multirun)
+            title = f"{names}: mean over seeds (line), their min-max (band)"
+            fig = seed_curves_figure(seed_curves(args.multirun), args.chance, title=title)
+            fig.savefig(args.figure, dpi=110)
+            print(f"wrote {args.figure}")
         return
     if not (args.ckpt and args.out):
         parser.error("CKPT and --out are required for a probe")

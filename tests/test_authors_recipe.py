@@ -147,7 +147,9 @@ def test_recipe_builds(model):
         assert out.head.shape == (1, 3, 8, 8) and codec.decimal_size == 8
 
 
-@pytest.mark.parametrize("run", ["hih_c", "hih_t", "hih_l", "hih_c_l2", "hih_t_l2", "hih_c_tuned", "hih_t_tuned"])
+@pytest.mark.parametrize(
+    "run", ["hih_c", "hih_t", "hih_l", "hih_c_l2", "hih_t_l2", "hih_c_tuned", "hih_t_tuned", "wov", "wom"]
+)
 def test_decimal_recipe_sweep_runs_compose(run, monkeypatch):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -158,10 +160,14 @@ def test_decimal_recipe_sweep_runs_compose(run, monkeypatch):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = hydra_compose("train", ["sweep=decimal_recipe", f"+sweep/decimal_recipe={run}"], return_hydra_config=True)
     assert cfg.model.name == run.split("_l2")[0].split("_tuned")[0] and cfg.sweep_name == "decimal_recipe"
-    assert list(cfg.sweep.seeds) == [0, 1, 2] and cfg.data.input_size == 128 and cfg.model.decimal_size == 8
+    assert list(cfg.sweep.seeds) == [0, 1, 2] and cfg.data.input_size == 128
     for key, value in RECIPE.items():
         assert _get(cfg, key) == value, key
-    assert cfg.model.loss.decimal_loss == ("l2" if run.endswith("_l2") else "cls")
+    if run in ("wov", "wom"):  # the recipe's every-model part; an offset head has no d and its own loss
+        assert "decimal_size" not in cfg.model and "decimal_loss" not in cfg.model.loss
+    else:
+        assert cfg.model.decimal_size == 8
+        assert cfg.model.loss.decimal_loss == ("l2" if run.endswith("_l2") else "cls")
     if run.endswith("_tuned"):
         assert cfg.module.init_from == "/runs/backbone.ckpt" and cfg.module.head_lr == 10 * cfg.module.optimizer.lr
     else:

@@ -96,3 +96,43 @@ def test_multirun_table_groups_seeds_and_counts_missing_runs(tmp_path):
     assert rows["hih_c"]["seeds"] == 3 and rows["hih_c"]["test/decimal_acc"] == pytest.approx(0.2)
     assert rows["hih_c"]["test/decimal_acc_ci"] == pytest.approx(4.303 * 0.1 / 3**0.5, rel=1e-4)
     assert rows["hih_t"] == {"run": "hih_t", "seeds": 0, "missing": 1}
+
+
+def test_seed_curves_average_each_runs_seeds_per_step(tmp_path):
+    """Each run's validation ladder over its seeds: the mean and the seeds' range per step (a seed that
+    stopped early counts where it reached); the markdown names each head's own signal; the figure draws."""
+    from hih.analysis.head_probe_study import multirun_markdown, multirun_table
+    from hih.analysis.seed_curves import seed_curves, seed_curves_figure
+
+    ladders = {  # (run, seed): [(csv step, val/decimal_acc or val/offset_err)]
+        ("hih_c", 0): [(99, 0.01), (199, 0.03)],
+        ("hih_c", 1): [(99, 0.03), (199, 0.05)],
+        ("hih_c", 2): [(99, 0.02)],
+        ("wom", 0): [(99, 0.36), (199, 0.30)],
+    }
+    for i, ((run, seed), ladder) in enumerate(ladders.items()):
+        job = tmp_path / str(i)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n- +sweep/decimal_recipe={run}\n")
+        key = "val/offset_err" if run == "wom" else "val/decimal_acc"
+        (job / "csv").mkdir()
+        (job / "csv" / "metrics.csv").write_text(
+            f"step,{key},train/loss\n" + "".join(f"{s},{v},\n{s},,0.5\n" for s, v in ladder)
+        )
+        test = {"test/nme": 3.0 + seed, "test/nme_integer": 3.5}
+        test.update({"test/offset_err": 0.3, "test/offset_gain": 0.1} if run == "wom" else {"test/decimal_acc": 0.02})
+        (job / "metrics.json").write_text(json.dumps(test))
+    curves = seed_curves([tmp_path])
+    assert [p[0] for p in curves["hih_c"]["val/decimal_acc"]] == [100, 200]  # CSV step + 1: steps done
+    step100, step200 = curves["hih_c"]["val/decimal_acc"]
+    assert step100[1:] == pytest.approx((0.02, 0.01, 0.03)) and step200[1:] == pytest.approx((0.04, 0.03, 0.05))
+    assert set(curves["wom"]) == {"val/offset_err"} and curves["wom"]["val/offset_err"][1][1] == pytest.approx(0.30)
+    markdown = multirun_markdown(multirun_table([tmp_path]), chance=1 / 64)
+    hih_c = next(line for line in markdown.splitlines() if line.startswith("| hih_c |"))
+    assert "| 3 (0) |" in hih_c and "0.0200 ± 0.0000 (1.28x)" in hih_c
+    wom = next(line for line in markdown.splitlines() if line.startswith("| wom |"))
+    assert "0.3000" in wom and "+0.100" in wom
+    fig = seed_curves_figure(curves, chance=1 / 64)
+    acc_axis, offset_axis = fig.axes[:2]
+    assert [line.get_label() for line in acc_axis.lines][:1] == ["hih_c"]
+    assert [line.get_label() for line in offset_axis.lines][:1] == ["wom"]

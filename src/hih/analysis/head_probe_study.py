@@ -24,8 +24,9 @@ from hih.analysis.head_probe import (
     load_frozen_backbone,
     train_head,
 )
+from hih.analysis.seed_curves import multirun_jobs
 
-__all__ = ["GRADIENT_LOSSES", "multirun_table", "parse_spec", "run_study", "t_interval"]
+__all__ = ["GRADIENT_LOSSES", "multirun_markdown", "multirun_table", "parse_spec", "run_study", "t_interval"]
 
 #: The loss settings whose gradient at the decimal heads' last layer the study reports.
 GRADIENT_LOSSES = (
@@ -195,27 +196,30 @@ def markdown(summary: dict, steps: int, overrides: Sequence[str], batch_size: in
     return "\n".join(lines) + "\n"
 
 
-#: The end-to-end runs' test metrics that :func:`multirun_table` summarises over seeds.
-MULTIRUN_KEYS = ("test/nme", "test/nme_integer", "test/decimal_acc", "test/decimal_gain")
+#: The end-to-end runs' test metrics that :func:`multirun_table` summarises over seeds (the decimal heads'
+#: or the offset heads', whichever a run has).
+MULTIRUN_KEYS = (
+    "test/nme",
+    "test/nme_integer",
+    "test/decimal_acc",
+    "test/decimal_gain",
+    "test/offset_err",
+    "test/offset_gain",
+)
 
 
 def multirun_table(multirun_dirs: Sequence[str | Path], group: str = "+sweep/decimal_recipe") -> list[dict]:
     """hih-train multirun jobs grouped by their ``group`` override (the run's file), each metric's mean
     and 95 % t-interval over the seeds; jobs without metrics.json are counted as missing."""
-    import yaml
-
     runs: dict[str, list[dict]] = {}
     missing: dict[str, int] = {}
-    for folder in multirun_dirs:
-        for job in sorted(p for p in Path(folder).iterdir() if (p / ".hydra" / "overrides.yaml").is_file()):
-            overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
-            name = overrides.get(group, "?")
-            metrics_path = job / "metrics.json"
-            if not metrics_path.is_file():
-                missing[name] = missing.get(name, 0) + 1
-                continue
-            metrics = json.loads(metrics_path.read_text())
-            runs.setdefault(name, []).append({"seed": overrides.get("seed"), **metrics, "wall_s": _wall(job)})
+    for name, overrides, job in multirun_jobs(multirun_dirs, group):
+        metrics_path = job / "metrics.json"
+        if not metrics_path.is_file():
+            missing[name] = missing.get(name, 0) + 1
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        runs.setdefault(name, []).append({"seed": overrides.get("seed"), **metrics, "wall_s": _wall(job)})
     rows = []
     for name, jobs in runs.items():
         row = {"run": name, "seeds": len(jobs), "missing": missing.pop(name, 0)}
@@ -227,6 +231,34 @@ def multirun_table(multirun_dirs: Sequence[str | Path], group: str = "+sweep/dec
         rows.append(row)
     rows += [{"run": name, "seeds": 0, "missing": n} for name, n in missing.items()]
     return rows
+
+
+def multirun_markdown(rows: Sequence[dict], chance: float | None = None) -> str:
+    """:func:`multirun_table`'s rows as the docs' table: mean ± 95 % t-interval over seeds; the head's
+    signal is decimal accuracy (x ``chance``) or offset error in cells, its gain the one it has."""
+
+    def cell(row: dict, key: str, sign: str = "", digits: int = 3) -> str:
+        if key not in row:
+            return "-"
+        return f"{row[key]:{sign}.{digits}f} ± {row[key + '_ci']:.{digits}f}"
+
+    lines = [
+        "| run | seeds (missing) | test NME ± 95 % | integer only | decimal acc (x chance) / offset err (cells) "
+        "| gain (NME) ± 95 % | wall (s, all seeds) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "test/decimal_acc" in r:
+            x = f" ({r['test/decimal_acc'] / chance:.2f}x)" if chance else ""
+            signal = cell(r, "test/decimal_acc", digits=4) + x
+            gain = cell(r, "test/decimal_gain", "+")
+        else:
+            signal, gain = cell(r, "test/offset_err", digits=4), cell(r, "test/offset_gain", "+")
+        lines.append(
+            f"| {r['run']} | {r['seeds']} ({r.get('missing', 0)}) | {cell(r, 'test/nme')} "
+            f"| {cell(r, 'test/nme_integer')} | {signal} | {gain} | {r.get('wall_s', 0):.0f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _wall(job: Path) -> float | None:
