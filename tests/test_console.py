@@ -3,24 +3,18 @@ dependency deprecations, no zero FLOPs; a known user error is one message and ex
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from cli import cli_env, run_cli
 from hih.data.synthetic import ensure_synthetic
-from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
+from tiny import N_TEST, N_TRAIN, tiny
 
-BIN = Path(sys.executable).parent
 # The model summary without Lightning's FLOPs column; ++ works with or without the callbacks entry.
 SUMMARY = "++callbacks.model_summary._target_=hih.callbacks.ModelSummary"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # .ci/run exports it
-    return {**env, "WANDB_MODE": "offline", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", **extra}
+    return cli_env(drop=("HYDRA_FULL_ERROR",), **extra)  # .ci/run exports it
 
 
 @pytest.mark.slow
@@ -28,16 +22,8 @@ def test_tiny_train_console_is_clean(tmp_path):
     data = tmp_path / "data"
     ensure_synthetic(data / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [BIN / "hih-train", *tiny(data), SUMMARY, f"hydra.run.dir={run}"],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("hih-train", [*tiny(data), SUMMARY, f"hydra.run.dir={run}"], env=_env(), cwd=tmp_path)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     repeated = sorted({line for line in lines if lines.count(line) > 1})
     assert not repeated, f"printed more than once: {repeated}"
@@ -51,26 +37,19 @@ def test_tiny_train_console_is_clean(tmp_path):
 
 @pytest.mark.slow  # two console-script subprocesses
 def test_missing_dataset_folder_is_one_message_without_traceback(tmp_path):
-    cmd = [
-        BIN / "hih-train",
+    args = [
         "experiment=paper/wflw",
         "trainer=cpu",
         f"paths.data_dir={tmp_path / 'nowhere'}",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = run_cli("hih-train", args, env=_env(), cwd=tmp_path, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"Error: wflw dataset root {tmp_path / 'nowhere'}")
     assert "Error: wflw dataset root" in (tmp_path / "run" / "train.log").read_text()
 
-    full = subprocess.run(
-        [*cmd[:-1], f"hydra.run.dir={tmp_path / 'run2'}"],
-        cwd=tmp_path,
-        env=_env(HYDRA_FULL_ERROR="1"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rerun = [*args[:-1], f"hydra.run.dir={tmp_path / 'run2'}"]
+    full = run_cli("hih-train", rerun, env=_env(HYDRA_FULL_ERROR="1"), cwd=tmp_path, check=False)
     assert full.returncode == 1
     assert "Traceback" in full.stderr and "FileNotFoundError: wflw dataset root" in full.stderr

@@ -6,30 +6,16 @@ twice and NME / FR / AUC would differ."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from cli import cli_env, run_cli
 from hih.data.dataset import ShardSampler
+from tiny import DDP, TINY_SUBPROCESS
 
-VENV_BIN = Path(sys.executable).parent
-TINY = [
-    "debug=tiny",
-    "data.datamodule.n_train=24",
-    "data.datamodule.n_test=13",
-    "data.datamodule.batch_size=4",
-    "data.datamodule.num_workers=0",
-    "data.datamodule.val_fraction=0.25",
-    "plot_samples=2",
-    "logger=csv",
-    # FR/AUC at 100 % of the inter-ocular distance: an untrained net's errors straddle it, so FR and
-    # AUC are not trivially 100 / 0 and a duplicated face would show in them too.
-    "module.metric_threshold=1.0",
-]
+# The subprocess tiny run on 13 test faces that 2 ranks shard unevenly (tests/tiny.py), plots too.
+TINY = [*TINY_SUBPROCESS, *DDP, "data.datamodule.num_workers=0", "plot_samples=2"]
 
 
 @pytest.mark.parametrize("n, world", [(13, 2), (13, 3), (4, 4), (7, 1)])
@@ -68,21 +54,20 @@ def test_eval_loaders_use_the_unpadded_sampler(tmp_path):
     assert [int(i) for b in dm.test_dataloader() for i in b["index"]] == list(range(5))
 
 
-def _run(cli: str, args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(VENV_BIN / cli), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{cli} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    return proc
-
-
 @pytest.mark.slow
 def test_ddp_test_metrics_equal_single_process(tmp_path):
-    env = {**os.environ, "HIH_DATA_DIR": str(tmp_path / "data"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env = cli_env(tmp_path / "data")
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     # Train one epoch on 2 processes (validation on unevenly sharded faces must not hang), test the checkpoint.
-    _run("hih-train", [*TINY, "trainer=ddp_cpu", "trainer.max_epochs=1", f"hydra.run.dir={ddp_dir}"], env, tmp_path)
+    run_cli(
+        "hih-train",
+        [*TINY, "trainer=ddp_cpu", "trainer.max_epochs=1", f"hydra.run.dir={ddp_dir}"],
+        env=env,
+        cwd=tmp_path,
+    )
     ckpt = ddp_dir / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
-    _run("hih-eval", [*TINY, f"ckpt_path={ckpt}", f"hydra.run.dir={single_dir}"], env, tmp_path)
+    run_cli("hih-eval", [*TINY, f"ckpt_path={ckpt}", f"hydra.run.dir={single_dir}"], env=env, cwd=tmp_path)
 
     ddp = json.loads((ddp_dir / "metrics.json").read_text())
     single = json.loads((single_dir / "metrics.json").read_text())

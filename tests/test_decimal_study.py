@@ -163,15 +163,10 @@ def test_figure_draws_the_baseline_seeds_as_a_band_and_the_reference_lines(multi
 @pytest.mark.slow
 def test_a_tiny_study_runs_and_reads_back(tmp_path):
     """hih-train -m sweep=decimal_study with two of its runs, a few steps each, then the curves."""
-    import os
-    import subprocess
-    import sys
+    from cli import run_cli
 
     sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "hih.cli.train",
+    args = [
         "-m",
         "sweep=decimal_study",
         "+sweep/decimal_study=baseline,hih_c_w1",
@@ -185,9 +180,7 @@ def test_a_tiny_study_runs_and_reads_back(tmp_path):
         ),
         f"hydra.sweep.dir={sweep}",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli("hih-train", args, timeout=600)
     out = write_study(sweep)
     runs = {r.name: r for r in out["runs"]}
     assert list(runs) == ["baseline", "hih_c_w1"] and all(r.status == "completed" for r in runs.values())

@@ -9,39 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
+from cli import run_cli
 from hih.checkpoints import CheckpointMismatchError
 from hih.data.synthetic import ensure_synthetic
 from hih.pipeline import compose, evaluate, train
+from tiny import N_TEST, N_TRAIN, tiny
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-TIMEOUT = 300
-
-from tiny import N_TEST, N_TRAIN, tiny  # noqa: E402  (tests/tiny.py)
-
-
-def run_cli(script: str, overrides: list[str]) -> subprocess.CompletedProcess:
-    # One thread, as in-process tests use: the same float order, so metrics compare exactly.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    proc = subprocess.run(
-        [str(BIN / script), *overrides],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc
 
 
 @pytest.fixture(scope="session")

@@ -133,13 +133,8 @@ def test_authors_loss_and_labels_train(tmp_path):
 @pytest.mark.slow
 def test_cli_cfg_job_resolve_shows_the_authors_codec(tmp_path):
     """--cfg job --resolve through the console script shows the codec's values, not the interpolation."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from cli import run_cli
 
-    env = {**os.environ, "WANDB_MODE": "offline", "MPLBACKEND": "Agg"}
-    cmd = [Path(sys.executable).parent / "hih-train", "experiment=paper/wflw", "--cfg", "job", "--resolve"]
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    out = run_cli("hih-train", ["experiment=paper/wflw", "--cfg", "job", "--resolve"], cwd=tmp_path, timeout=120).stdout
     codec = OmegaConf.create(out).model.codec
     assert (codec.integer_target, codec.decimal_quantizer) == ("cell", "round")

@@ -164,22 +164,18 @@ def test_report_shows_mean_std_n_and_the_marked_interval(tmp_path):
 
 @pytest.mark.slow  # a hih-train multirun and hih-report, subprocesses
 def test_a_seeded_multirun_end_to_end(tmp_path):
-    import os
-    import subprocess
-    import sys
-
+    from cli import cli_env, run_cli
     from tiny import tiny  # tests/tiny.py
 
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    env = cli_env()
     sweep = tmp_path / "sweep"
     overrides = [o for o in tiny(tmp_path / "data") if not o.startswith("paths.")] + [
         "logger=csv",
         f"paths.data_dir={tmp_path / 'data'}",
     ]
-    proc = subprocess.run(
+    run_cli(
+        "hih-train",
         [
-            str(bin_dir / "hih-train"),
             "-m",
             "sweep=seeds",
             "sweep.seeds=[1,2]",
@@ -189,23 +185,12 @@ def test_a_seeded_multirun_end_to_end(tmp_path):
         ],
         env=env,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=400,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
     configs = [yaml.safe_load((sweep / str(n) / "csv" / "hparams.yaml").read_text()) for n in (0, 1)]
     assert [c["seed"] for c in configs] == [1, 2]
     assert configs[0]["wandb_group"] == configs[1]["wandb_group"]  # one grid point, one W&B group
-    report = subprocess.run(
-        [str(bin_dir / "hih-report"), f"multirun_dir={sweep}"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.returncode == 0, report.stderr[-4000:]
+    run_cli("hih-report", [f"multirun_dir={sweep}"], env=env, cwd=tmp_path, timeout=120)
     with open(sweep / "report" / "rows.csv") as f:
         rows = {r["run"]: r for r in csv.DictReader(f)}
     assert rows["baseline"]["completed"] == "2" and rows["baseline → dark (re-decode)"]["redecode"] == "dark"

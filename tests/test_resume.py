@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli import cli_env
 from hih.data.dataset import EpochSampler, ResumableDataLoader
 from hih.rundir import RunDirExistsError, check_run_dir
 
@@ -40,14 +40,8 @@ TINY = [
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    # Same thread count in every process: float reductions then run in the same order.
-    return {
-        **os.environ,
-        "HIH_DATA_DIR": str(data_dir),
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "WANDB_MODE": "offline",
-    }
+    # One thread in every process: float reductions then run in the same order.
+    return cli_env(data_dir)
 
 
 def _train(run_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen:

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -22,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from cli import BIN, cli_env, run_cli
 from tiny import DDP, QUIET
 from tiny import TINY_SUBPROCESS as TINY
 
-VENV_BIN = Path(sys.executable).parent
 # What the one-node CPU cluster can grant: the launcher's GPU-node defaults would be refused up front.
 ON_THE_NODE = ["hydra/launcher=slurm", "hydra.launcher.mem_gb=2", "hydra.launcher.cpus_per_task=1"]
 
@@ -65,27 +64,12 @@ def job_name(cluster) -> str:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    # Same thread count in every process (the job inherits it through sbatch): same float reductions.
-    return {
-        **os.environ,
-        "HIH_DATA_DIR": str(tmp_path / "data"),
-        "WANDB_MODE": "offline",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-
-
-def _run(args: list[str], tmp_path: Path, timeout: float, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert proc.returncode == 0, (
-            f"{args[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc
+    # One thread in every process (the job inherits it through sbatch): the same float reductions.
+    return cli_env(tmp_path / "data")
 
 
 def _train(tmp_path: Path, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    return _run([str(VENV_BIN / "hih-train"), *args], tmp_path, timeout, check)
+    return run_cli("hih-train", args, env=_env(tmp_path), cwd=tmp_path, timeout=timeout, check=check)
 
 
 def _logs(sweep: Path) -> str:
@@ -143,7 +127,7 @@ def test_sweep_through_sbatch_then_report(tmp_path, job_name):
         assert sorted(sacct.stdout.split()) == [f"{array}_0|COMPLETED", f"{array}_1|COMPLETED"], sacct.stdout
     else:
         assert "accounting storage is disabled" in sacct.stderr, sacct.stderr
-    report = _run([str(VENV_BIN / "hih-report"), f"multirun_dir={sweep}"], tmp_path, 120)
+    report = run_cli("hih-report", [f"multirun_dir={sweep}"], env=_env(tmp_path), cwd=tmp_path, timeout=120)
     markdown = (sweep / "report" / "report.md").read_text()
     assert "| model=baseline | baseline | completed |" in markdown, report.stdout[-2000:]
     assert "| model=hih_l | hih_l | completed |" in markdown
@@ -182,10 +166,11 @@ def test_ddp_under_srun_equals_one_process(tmp_path, job_name):
 
     single = tmp_path / "single"
     ckpt = run / "checkpoints" / "last.ckpt"
-    _run(
-        [str(VENV_BIN / "hih-eval"), *TINY, *DDP, "plot_samples=0", f"ckpt_path={ckpt}", f"hydra.run.dir={single}"],
-        tmp_path,
-        300,
+    run_cli(
+        "hih-eval",
+        [*TINY, *DDP, "plot_samples=0", f"ckpt_path={ckpt}", f"hydra.run.dir={single}"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
     )
     got, want = _metrics(run), _metrics(single)
     assert {"test/nme", "test/fr_100", "test/auc_100"} <= set(want)
@@ -228,7 +213,7 @@ def test_preempted_job_requeues_and_resumes_in_its_folder(tmp_path, job_name):
 
     ensure_synthetic(tmp_path / "data" / "synthetic", n_train=24, n_test=12, seed=0, workers=1, progress=False)
     reference = subprocess.Popen(
-        [str(VENV_BIN / "hih-train"), *TINY, *QUIET, *PREEMPT, f"hydra.run.dir={tmp_path / 'full'}"],
+        [str(BIN / "hih-train"), *TINY, *QUIET, *PREEMPT, f"hydra.run.dir={tmp_path / 'full'}"],
         env=_env(tmp_path),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -238,7 +223,7 @@ def test_preempted_job_requeues_and_resumes_in_its_folder(tmp_path, job_name):
     sweep = tmp_path / "sweep"
     launcher = subprocess.Popen(
         [
-            str(VENV_BIN / "hih-train"),
+            str(BIN / "hih-train"),
             "-m",
             *TINY,
             *QUIET,
@@ -311,7 +296,7 @@ def test_cancelled_job_ends_the_wait_and_is_reported(tmp_path, job_name):
     (bin_dir / "sacct").chmod(0o755)
     launcher = subprocess.Popen(
         [
-            str(VENV_BIN / "hih-train"),
+            str(BIN / "hih-train"),
             "-m",
             "sweep=heads",
             "hydra.sweeper.params.model=baseline",
@@ -339,7 +324,7 @@ def test_cancelled_job_ends_the_wait_and_is_reported(tmp_path, job_name):
             launcher.kill()
     assert launcher.returncode != 0
     assert "CANCELLED" in err, err[-3000:]
-    _run([str(VENV_BIN / "hih-report"), f"multirun_dir={sweep}"], tmp_path, 120)
+    run_cli("hih-report", [f"multirun_dir={sweep}"], env=_env(tmp_path), cwd=tmp_path, timeout=120)
     markdown = (sweep / "report" / "report.md").read_text()
     rows = [line for line in markdown.splitlines() if "| baseline |" in line and "CANCELLED AT" in line]
     assert rows and "| cancelled |" in rows[0], markdown

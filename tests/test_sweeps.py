@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,9 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from cli import cli_env, run_cli
 from hih.config import config_dir
 
-VENV_BIN = Path(sys.executable).parent
 TINY = [
     "data.input_size=64",
     "data.heatmap_size=16",
@@ -119,7 +117,7 @@ def test_local_launcher_and_optuna_sweeper_compose():
 
 
 def _env(tmp_path: Path) -> dict:
-    return {**os.environ, "HIH_DATA_DIR": str(tmp_path / "data"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return cli_env(tmp_path / "data")
 
 
 @pytest.mark.slow  # a hih-train subprocess
@@ -137,9 +135,9 @@ def test_slurm_sweep_submits_multinode_array(tmp_path):
     for tool in ("sbatch", "srun", "sinfo"):
         (fake / tool).chmod((fake / tool).stat().st_mode | stat.S_IEXEC)
     env = {**_env(tmp_path), "PATH": f"{fake}:{os.environ['PATH']}"}
-    proc = subprocess.run(
+    proc = run_cli(
+        "hih-train",
         [
-            str(VENV_BIN / "hih-train"),
             "-m",
             "sweep=heads",
             "hydra/launcher=slurm",
@@ -149,9 +147,8 @@ def test_slurm_sweep_submits_multinode_array(tmp_path):
         ],
         env=env,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=120,
+        check=False,
     )
     script = (tmp_path / "job.sh").read_text()
     assert proc.returncode != 0  # the stand-in refused it
@@ -179,9 +176,9 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
     """Three tiny jobs of the heads sweep, one failing inside the job (a negative head width only WOV
     builds), then hih-report: every run is a row and the failed one says why."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
+    proc = run_cli(
+        "hih-train",
         [
-            str(VENV_BIN / "hih-train"),
             "-m",
             "sweep=heads",
             'hydra.sweeper.params.model="baseline,wsm,wov"',
@@ -191,9 +188,8 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
         ],
         env=_env(tmp_path),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=400,
+        check=False,
     )
     # Hydra runs every job, then re-raises the failure: the sweep as a whole fails.
     assert proc.returncode != 0
@@ -209,15 +205,7 @@ def test_local_multirun_with_a_failing_job_then_report(tmp_path):
     assert configs[1]["wandb_group"] == configs[1]["wandb_sweep"] + "-model=wsm"
     assert configs[0]["sweep_overrides"] == "model=baseline" and "sweep:heads" in configs[0]["tags"]
 
-    report = subprocess.run(
-        [str(VENV_BIN / "hih-report"), f"multirun_dir={sweep}"],
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.returncode == 0, report.stderr[-4000:]
+    run_cli("hih-report", [f"multirun_dir={sweep}"], env=_env(tmp_path), cwd=tmp_path, timeout=120)
     out = sweep / "report"
     markdown = (out / "report.md").read_text()
     print(markdown)  # shown with -s: the sample table for humans
@@ -245,9 +233,9 @@ def test_multirun_ends_without_a_callback_warning(tmp_path):
     other hooks) on every callback and used to warn 'Callback SweepCallback.on_multirun_end raised
     AttributeError' at the end of every multirun."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
+    proc = run_cli(
+        "hih-train",
         [
-            str(VENV_BIN / "hih-train"),
             "-m",
             "sweep=heads",
             "hydra.sweeper.params.model=baseline",
@@ -258,11 +246,7 @@ def test_multirun_ends_without_a_callback_warning(tmp_path):
         ],
         env=_env(tmp_path),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
     assert (sweep / "0" / "status.json").is_file()  # the callback did run
     output = proc.stdout + proc.stderr
     assert "raised AttributeError" not in output and "Callback SweepCallback" not in output, output[-4000:]

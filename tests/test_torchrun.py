@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from cli import BIN, cli_env, run_cli
 from tiny import DDP, QUIET
 from tiny import TINY_SUBPROCESS as TINY
 
-VENV_BIN = Path(sys.executable).parent
-
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}  # torchrun's ranks, not SLURM's
-    return {**env, "HIH_DATA_DIR": str(tmp_path / "data"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return cli_env(tmp_path / "data", drop=("SLURM_",))  # torchrun's ranks, not SLURM's
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -45,7 +43,7 @@ def test_two_nodes_simulated_with_torchrun(tmp_path):
                 "--nproc_per_node=1",
                 "--master_addr=127.0.0.1",
                 f"--master_port={port}",
-                str(VENV_BIN / "hih-train"),
+                str(BIN / "hih-train"),
                 *args,
                 f"hydra.run.dir={run}",
             ],
@@ -68,13 +66,10 @@ def test_two_nodes_simulated_with_torchrun(tmp_path):
     assert (run / "metrics.json").is_file()
     single = tmp_path / "single"
     ckpt = run / "checkpoints" / "last.ckpt"
-    proc = subprocess.run(
-        [str(VENV_BIN / "hih-eval"), *TINY, *DDP, "plot_samples=0", f"ckpt_path={ckpt}", f"hydra.run.dir={single}"],
+    run_cli(
+        "hih-eval",
+        [*TINY, *DDP, "plot_samples=0", f"ckpt_path={ckpt}", f"hydra.run.dir={single}"],
         env=_env(tmp_path),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
     assert _metrics(run) == _metrics(single)

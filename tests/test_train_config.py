@@ -3,16 +3,11 @@ silence, sweeps need no ``+``, and sweepers get a validation metric (``optimized
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from cli import cli_env, run_cli
 from hih.pipeline import check_experiment_data, compose, optimized_value
 
-BIN = Path(sys.executable).parent
 REAL = ("wflw", "300w", "cofw")
 
 
@@ -52,15 +47,8 @@ def test_without_the_quickstart_a_real_dataset_gets_the_base_sizes():
 @pytest.mark.slow
 def test_hih_train_on_wflw_stops_before_training(tmp_path):
     # Without HYDRA_FULL_ERROR (CI exports it): the user's view, the message alone.
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"WANDB_MODE": "offline"}
-    proc = subprocess.run(
-        [str(BIN / "hih-train"), "data=wflw", f"hydra.run.dir={tmp_path / 'run'}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    env = cli_env(drop=("HYDRA_FULL_ERROR",))
+    proc = run_cli("hih-train", ["data=wflw", f"hydra.run.dir={tmp_path / 'run'}"], env=env, check=False)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "experiment=paper/wflw" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "csv").exists()
@@ -102,8 +90,6 @@ def test_hih_train_returns_the_tested_checkpoints_validation_nme(tmp_path):
 
     from hih.data.synthetic import ensure_synthetic
     from hih.pipeline import fit_and_test
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from tiny import N_TEST, N_TRAIN, tiny
 
     ensure_synthetic(tmp_path / "faces" / "synthetic", n_train=N_TRAIN, n_test=N_TEST, workers=1, progress=False)
