@@ -131,8 +131,10 @@ def test_seed_curves_average_each_runs_seeds_per_step(tmp_path):
     hih_c = next(line for line in markdown.splitlines() if line.startswith("| hih_c |"))
     assert "| 3 (0) |" in hih_c and "0.0200 ± 0.0000 (1.28x)" in hih_c
     wom = next(line for line in markdown.splitlines() if line.startswith("| wom |"))
-    assert "0.3000" in wom and "+0.100" in wom
+    assert "0.3000 |" in wom and "+0.100 |" in wom and "nan" not in markdown  # one seed: no interval
     fig = seed_curves_figure(curves, chance=1 / 64)
     acc_axis, offset_axis = fig.axes[:2]
     assert [line.get_label() for line in acc_axis.lines][:1] == ["hih_c"]
     assert [line.get_label() for line in offset_axis.lines][:1] == ["wom"]
+    only_hih_c = seed_curves_figure({"hih_c": curves["hih_c"]}, chance=1 / 64)
+    assert [t.get_text() for t in only_hih_c.axes[1].texts] == ["no run logs this metric"]

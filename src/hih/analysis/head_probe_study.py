@@ -240,6 +240,8 @@ def multirun_markdown(rows: Sequence[dict], chance: float | None = None) -> str:
     def cell(row: dict, key: str, sign: str = "", digits: int = 3) -> str:
         if key not in row:
             return "-"
+        if math.isnan(row[key + "_ci"]):  # one seed: no interval
+            return f"{row[key]:{sign}.{digits}f}"
         return f"{row[key]:{sign}.{digits}f} ± {row[key + '_ci']:.{digits}f}"
 
     lines = [

@@ -75,6 +75,8 @@ def seed_curves_figure(curves: SeedCurves, chance: float | None = None, title: s
     cmap = matplotlib.colormaps["tab10"]
     colors = {name: cmap(i % 10) for i, name in enumerate(sorted(curves))}
     for ax, (keys, panel_title) in zip(axes, panels, strict=True):
+        ax.set_title(panel_title, fontsize=10)
+        drawn = False
         for name in sorted(curves):
             points = next((curves[name][k] for k in keys if curves[name].get(k)), None)
             if not points:
@@ -82,6 +84,11 @@ def seed_curves_figure(curves: SeedCurves, chance: float | None = None, title: s
             steps = [p[0] for p in points]
             ax.plot(steps, [p[1] for p in points], marker="o", ms=2.5, color=colors[name], label=name)
             ax.fill_between(steps, [p[2] for p in points], [p[3] for p in points], color=colors[name], alpha=0.2)
+            drawn = True
+        if not drawn:  # e.g. no offset head among the runs: say so rather than draw an empty frame
+            ax.text(0.5, 0.5, "no run logs this metric", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
         if VAL_DECIMAL_ACC in keys and chance:
             d = round(math.sqrt(1 / chance))
             ax.axhline(chance, color="k", ls=":", lw=1, label=f"chance 1/{d * d}")
@@ -91,7 +98,6 @@ def seed_curves_figure(curves: SeedCurves, chance: float | None = None, title: s
         if VAL_DECIMAL_GAIN in keys:
             ax.axhline(0.0, color="k", ls=":", lw=1)
         ax.set_xlabel("optimizer steps")
-        ax.set_title(panel_title, fontsize=10)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
