@@ -87,6 +87,7 @@ def test_multirun_table_groups_seeds_and_counts_missing_runs(tmp_path):
         (tmp_path / str(i) / ".hydra" / "overrides.yaml").write_text(
             f"- seed={seed}\n- +sweep/decimal_recipe={run}\n- sweep=decimal_recipe\n"
         )
+        (tmp_path / str(i) / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")  # as every Hydra job has
         if acc is not None:
             (tmp_path / str(i) / "metrics.json").write_text(json.dumps({"test/decimal_acc": acc, "test/nme": 3.0}))
 
@@ -114,6 +115,7 @@ def test_seed_curves_average_each_runs_seeds_per_step(tmp_path):
         job = tmp_path / str(i)
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n- +sweep/decimal_recipe={run}\n")
+        (job / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")
         key = "val/offset_err" if run == "wom" else "val/decimal_acc"
         (job / "csv").mkdir()
         (job / "csv" / "metrics.csv").write_text(

@@ -24,7 +24,9 @@ from hih.analysis.head_probe import (
     load_frozen_backbone,
     train_head,
 )
-from hih.analysis.seed_curves import multirun_jobs
+from hih.analysis.learning_curves import wall_seconds
+from hih.analysis.report.runs import override_value, read_status
+from hih.analysis.seed_curves import multirun_runs
 
 __all__ = ["GRADIENT_LOSSES", "multirun_markdown", "multirun_table", "parse_spec", "run_study", "t_interval"]
 
@@ -210,16 +212,18 @@ MULTIRUN_KEYS = (
 
 def multirun_table(multirun_dirs: Sequence[str | Path], group: str = "+sweep/decimal_recipe") -> list[dict]:
     """hih-train multirun jobs grouped by their ``group`` override (the run's file), each metric's mean
-    and 95 % t-interval over the seeds; jobs without metrics.json are counted as missing."""
+    and 95 % t-interval over the seeds; jobs without metrics (failed, running, not started) are counted
+    as missing."""
     runs: dict[str, list[dict]] = {}
     missing: dict[str, int] = {}
-    for name, overrides, job in multirun_jobs(multirun_dirs, group):
-        metrics_path = job / "metrics.json"
-        if not metrics_path.is_file():
+    for name, run in multirun_runs(multirun_dirs, group):
+        if not run.metrics:
             missing[name] = missing.get(name, 0) + 1
             continue
-        metrics = json.loads(metrics_path.read_text())
-        runs.setdefault(name, []).append({"seed": overrides.get("seed"), **metrics, "wall_s": _wall(job)})
+        wall_s = wall_seconds(read_status(run.path)) if run.path is not None else None
+        runs.setdefault(name, []).append(
+            {"seed": override_value(run.overrides, "seed"), **run.metrics, "wall_s": wall_s}
+        )
     rows = []
     for name, jobs in runs.items():
         row = {"run": name, "seeds": len(jobs), "missing": missing.pop(name, 0)}
@@ -261,14 +265,3 @@ def multirun_markdown(rows: Sequence[dict], chance: float | None = None) -> str:
             f"| {cell(r, 'test/nme_integer')} | {signal} | {gain} | {r.get('wall_s', 0):.0f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _wall(job: Path) -> float | None:
-    """Seconds from start to end of a job (its status.json, written by the sweep callback), or None."""
-    from datetime import datetime
-
-    try:
-        status = json.loads((job / "status.json").read_text())
-        return (datetime.fromisoformat(status["ended"]) - datetime.fromisoformat(status["started"])).total_seconds()
-    except (OSError, KeyError, ValueError):
-        return None

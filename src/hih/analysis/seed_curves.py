@@ -23,28 +23,28 @@ from hih.analysis.learning_curves import (
     VAL_OFFSET_GAIN,
     read_curves,
 )
+from hih.analysis.report.runs import Run, collect_runs, override_value
 
 #: {run: {metric: [(step, mean, min, max), ...]}} over the seeds that reached the step.
 SeedCurves = dict[str, dict[str, list[tuple[int, float, float, float]]]]
 
 
-def multirun_jobs(multirun_dirs: Sequence[str | Path], group: str) -> Iterator[tuple[str, dict[str, str], Path]]:
-    """(run name, the job's overrides, its folder) for every job of the multiruns; the name is the value
-    of the ``group`` override ("?" where the job has none)."""
-    import yaml
-
+def multirun_runs(multirun_dirs: Sequence[str | Path], group: str) -> Iterator[tuple[str, Run]]:
+    """(run name, job) for every job of the multiruns, read by :func:`hih.analysis.report.collect_runs`
+    (so a job of the grid that never started is listed too); the name is the value of the job's
+    ``group`` override ("?" where it has none)."""
+    key = group.lstrip("+~")
     for folder in multirun_dirs:
-        for job in sorted(p for p in Path(folder).iterdir() if (p / ".hydra" / "overrides.yaml").is_file()):
-            overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
-            yield overrides.get(group, "?"), overrides, job
+        for run in collect_runs(folder):
+            yield override_value(run.overrides, key) or "?", run
 
 
 def seed_curves(multirun_dirs: Sequence[str | Path], group: str = "+sweep/decimal_recipe") -> SeedCurves:
     """Each run's validation curves over its seeds; jobs without a CSV log are left out."""
     per_run: dict[str, list[dict]] = {}
-    for name, _, job in multirun_jobs(multirun_dirs, group):
-        if (job / "csv" / "metrics.csv").is_file():
-            per_run.setdefault(name, []).append(read_curves(job))
+    for name, run in multirun_runs(multirun_dirs, group):
+        if run.path is not None and (run.path / "csv" / "metrics.csv").is_file():
+            per_run.setdefault(name, []).append(read_curves(run.path))
     out: SeedCurves = {}
     for name, jobs in per_run.items():
         out[name] = {}
@@ -60,6 +60,7 @@ def seed_curves(multirun_dirs: Sequence[str | Path], group: str = "+sweep/decima
 def seed_curves_figure(curves: SeedCurves, chance: float | None = None, title: str | None = None):
     """Four panels against optimizer steps: each run's mean over seeds as a line, the seeds' range as a
     band. ``chance``: the decimal map's chance accuracy 1/d^2, drawn with 5x chance. A matplotlib Figure."""
+    import matplotlib
     from matplotlib.figure import Figure
 
     panels = [
@@ -70,8 +71,6 @@ def seed_curves_figure(curves: SeedCurves, chance: float | None = None, title: s
     ]
     fig = Figure(figsize=(13, 9))
     axes = fig.subplots(2, 2).flatten()
-    import matplotlib
-
     cmap = matplotlib.colormaps["tab10"]
     colors = {name: cmap(i % 10) for i, name in enumerate(sorted(curves))}
     for ax, (keys, panel_title) in zip(axes, panels, strict=True):

@@ -57,7 +57,7 @@ class Run:
         return (
             str(self.config.get("model", {}).get("name", ""))
             if self.config
-            else _override_value(self.overrides, "model") or ""
+            else override_value(self.overrides, "model") or ""
         )
 
     def value(self, dotted: str) -> Any:
@@ -75,7 +75,7 @@ def config_value(config: Mapping, dotted: str) -> Any:
     return node
 
 
-def _override_value(overrides: Sequence[str], key: str) -> str | None:
+def override_value(overrides: Sequence[str], key: str) -> str | None:
     for o in overrides:
         k, _, v = o.lstrip("+~").partition("=")
         if k == key:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from hih.analysis.report.runs import Run, _override_value, run_labels
+from hih.analysis.report.runs import Run, override_value, run_labels
 from hih.evaluation.keys import parse_key
 
 SEED_KEY = "seed"
@@ -22,7 +22,7 @@ DEFAULT_REF = "model=baseline"
 
 def run_seed(run: Run) -> str | None:
     """The run's seed: its ``seed=`` override, else its config's ``seed``."""
-    value = _override_value(run.overrides, SEED_KEY)
+    value = override_value(run.overrides, SEED_KEY)
     if value is None and run.config:
         value = run.config.get(SEED_KEY)
     return None if value is None else str(value)
