@@ -26,6 +26,7 @@ from hih.analysis.head_probe import (
 )
 from hih.analysis.learning_curves import wall_seconds
 from hih.analysis.report.runs import override_value, read_status
+from hih.analysis.report.seeds import Stats
 from hih.analysis.seed_curves import multirun_runs
 
 __all__ = ["GRADIENT_LOSSES", "multirun_markdown", "multirun_table", "parse_spec", "run_study", "t_interval"]
@@ -36,16 +37,14 @@ GRADIENT_LOSSES = (
     {"decimal_loss": "l2", "head": 0.05},
     {"decimal_loss": "cls", "head": 0.05},
 )
-#: Two-sided 95 % Student t quantiles by degrees of freedom.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95 % t-interval over ``values``); half-width NaN for one value."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan
-    return mean, _T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    """(mean, half-width of the 95 % t-interval over ``values``); half-width NaN for one value. The
+    interval is the seed report's (:meth:`hih.analysis.report.seeds.Stats.half_width`)."""
+    stats = Stats.of(list(values))
+    half = stats.half_width()
+    return stats.mean, math.nan if half is None else half
 
 
 def parse_spec(spec: str) -> tuple[str, list[str]]:

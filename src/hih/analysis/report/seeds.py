@@ -121,6 +121,14 @@ class Stats:
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
         return Stats(mean, std, n)
 
+    def half_width(self, confidence: float = CONFIDENCE) -> float | None:
+        """Half-width of the mean's t interval at ``confidence`` (None for fewer than 2 values)."""
+        if self.n < 2:
+            return None
+        from scipy.stats import t
+
+        return float(t.ppf(0.5 + confidence / 2, self.n - 1)) * self.std / math.sqrt(self.n)
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -141,11 +149,9 @@ class Difference:
         seeds = [s for s in row if s in ref]
         diffs = [row[s] - ref[s] for s in seeds]
         stats = Stats.of(diffs)
-        if stats.n < 2:
+        half = stats.half_width(confidence)
+        if half is None:
             return Difference(stats.mean, None, None, stats.n)
-        from scipy.stats import t
-
-        half = float(t.ppf(0.5 + confidence / 2, stats.n - 1)) * stats.std / math.sqrt(stats.n)
         return Difference(stats.mean, stats.mean - half, stats.mean + half, stats.n)
 
 
