@@ -140,3 +140,20 @@ def test_seed_curves_average_each_runs_seeds_per_step(tmp_path):
     assert [line.get_label() for line in offset_axis.lines][:1] == ["wom"]
     only_hih_c = seed_curves_figure({"hih_c": curves["hih_c"]}, chance=1 / 64)
     assert [t.get_text() for t in only_hih_c.axes[1].texts] == ["no run logs this metric"]
+
+
+def test_multirun_table_keeps_other_grid_points_of_one_run_file_apart(tmp_path):
+    """Two multiruns of the same run file at different budgets are two rows, named by what differs,
+    not one row averaging 300- and 2,000-step seeds."""
+    from hih.analysis.head_probe_study import multirun_table
+
+    for folder, steps, acc in (("short", None, 0.1), ("long", 2000, 0.3)):
+        job = tmp_path / folder / "0"
+        (job / ".hydra").mkdir(parents=True)
+        extra = f"- trainer.max_steps={steps}\n" if steps else ""
+        (job / ".hydra" / "overrides.yaml").write_text(f"- seed=0\n- +sweep/decimal_recipe=hih_c\n{extra}")
+        (job / ".hydra" / "config.yaml").write_text("seed: 0\n")
+        (job / "metrics.json").write_text(json.dumps({"test/decimal_acc": acc}))
+    rows = multirun_table([tmp_path / "short", tmp_path / "long"])
+    assert [(r["seeds"], r["test/decimal_acc"]) for r in rows] == [(1, 0.1), (1, 0.3)]
+    assert rows[0]["run"] != rows[1]["run"] and "trainer.max_steps=2000" in rows[1]["run"]

@@ -25,9 +25,9 @@ from hih.analysis.head_probe import (
     train_head,
 )
 from hih.analysis.learning_curves import wall_seconds
-from hih.analysis.report.runs import override_value, read_status
+from hih.analysis.report.runs import read_status
 from hih.analysis.report.seeds import Stats
-from hih.analysis.seed_curves import multirun_runs
+from hih.analysis.seed_curves import multirun_rows
 
 __all__ = ["GRADIENT_LOSSES", "multirun_markdown", "multirun_table", "parse_spec", "run_study", "t_interval"]
 
@@ -210,29 +210,21 @@ MULTIRUN_KEYS = (
 
 
 def multirun_table(multirun_dirs: Sequence[str | Path], group: str = "+sweep/decimal_recipe") -> list[dict]:
-    """hih-train multirun jobs grouped by their ``group`` override (the run's file), each metric's mean
-    and 95 % t-interval over the seeds; jobs without metrics (failed, running, not started) are counted
-    as missing."""
-    runs: dict[str, list[dict]] = {}
-    missing: dict[str, int] = {}
-    for name, run in multirun_runs(multirun_dirs, group):
-        if not run.metrics:
-            missing[name] = missing.get(name, 0) + 1
-            continue
-        wall_s = wall_seconds(read_status(run.path)) if run.path is not None else None
-        runs.setdefault(name, []).append(
-            {"seed": override_value(run.overrides, "seed"), **run.metrics, "wall_s": wall_s}
-        )
+    """hih-train multirun jobs as one row per grid point (:func:`hih.analysis.seed_curves.multirun_rows`,
+    named by its ``group`` override: the run's file), each metric's mean and 95 % t-interval over the
+    seeds; jobs without metrics (failed, running, not started) are counted as missing."""
     rows = []
-    for name, jobs in runs.items():
-        row = {"run": name, "seeds": len(jobs), "missing": missing.pop(name, 0)}
-        row["wall_s"] = sum(j["wall_s"] for j in jobs if j["wall_s"] is not None)
+    for name, row in multirun_rows(multirun_dirs, group):
+        out: dict = {"run": name, "seeds": len(row.completed), "missing": len(row.runs) - len(row.completed)}
+        if row.completed:
+            walls = (wall_seconds(read_status(r.path)) for r in row.completed if r.path is not None)
+            out["wall_s"] = sum(w for w in walls if w is not None)
         for key in MULTIRUN_KEYS:
-            values = [j[key] for j in jobs if key in j]
-            if values:
-                row[key], row[key + "_ci"] = t_interval(values)
-        rows.append(row)
-    rows += [{"run": name, "seeds": 0, "missing": n} for name, n in missing.items()]
+            stats = row.stats(key)
+            if stats.n:
+                half = stats.half_width()
+                out[key], out[key + "_ci"] = stats.mean, math.nan if half is None else half
+        rows.append(out)
     return rows
 
 

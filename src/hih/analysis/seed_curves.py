@@ -11,7 +11,7 @@ cell centre, the integer heatmap alone). Used by ``scripts/head_probe.py --multi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from hih.analysis.learning_curves import (
@@ -23,30 +23,34 @@ from hih.analysis.learning_curves import (
     VAL_OFFSET_GAIN,
     read_curves,
 )
-from hih.analysis.report.runs import Run, collect_runs, override_value
+from hih.analysis.report.runs import collect_runs, override_value
+from hih.analysis.report.seeds import Row, group_runs
 
 #: {run: {metric: [(step, mean, min, max), ...]}} over the seeds that reached the step.
 SeedCurves = dict[str, dict[str, list[tuple[int, float, float, float]]]]
 
 
-def multirun_runs(multirun_dirs: Sequence[str | Path], group: str) -> Iterator[tuple[str, Run]]:
-    """(run name, job) for every job of the multiruns, read by :func:`hih.analysis.report.collect_runs`
-    (so a job of the grid that never started is listed too); the name is the value of the job's
-    ``group`` override ("?" where it has none)."""
-    key = group.lstrip("+~")
-    for folder in multirun_dirs:
-        for run in collect_runs(folder):
-            yield override_value(run.overrides, key) or "?", run
+def multirun_rows(multirun_dirs: Sequence[str | Path], group: str) -> list[tuple[str, Row]]:
+    """The jobs of the multiruns (:func:`hih.analysis.report.collect_runs`, so a grid job that never
+    started is listed too) as the seed report's rows (:func:`hih.analysis.report.seeds.group_runs`: one
+    per grid point, its seeds together), each named by the value of its ``group`` override. Points that
+    share that value but differ otherwise (e.g. another ``trainer.max_steps``) stay apart, named by
+    the overrides that tell them apart."""
+    runs = [run for folder in multirun_dirs for run in collect_runs(folder)]
+    rows = [row for row in group_runs(runs) if row.redecode is None]
+    names = [override_value(row.runs[0].overrides, group.lstrip("+~")) or row.label for row in rows]
+    return [(row.label if names.count(name) > 1 else name, row) for name, row in zip(names, rows, strict=True)]
 
 
 def seed_curves(multirun_dirs: Sequence[str | Path], group: str = "+sweep/decimal_recipe") -> SeedCurves:
     """Each run's validation curves over its seeds; jobs without a CSV log are left out."""
-    per_run: dict[str, list[dict]] = {}
-    for name, run in multirun_runs(multirun_dirs, group):
-        if run.path is not None and (run.path / "csv" / "metrics.csv").is_file():
-            per_run.setdefault(name, []).append(read_curves(run.path))
     out: SeedCurves = {}
-    for name, jobs in per_run.items():
+    for name, row in multirun_rows(multirun_dirs, group):
+        jobs = [
+            read_curves(r.path) for r in row.runs if r.path is not None and (r.path / "csv" / "metrics.csv").is_file()
+        ]
+        if not jobs:
+            continue
         out[name] = {}
         for key in {k for curves in jobs for k in curves}:
             by_step: dict[int, list[float]] = {}
